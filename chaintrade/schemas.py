@@ -1,0 +1,47 @@
+"""Pydantic request/response models shared by serving and the live agent (the HTTP contract)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+
+class BarIn(BaseModel):
+    """One closed bar as MT5's ``copy_rates_*`` gives it, plus symbol and timeframe."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32, examples=["EURUSD"])
+    timeframe: str = Field(pattern=r"^(M1|M5|M15|M30|H1|H4|D1)$", examples=["H1"])
+    time: AwareDatetime = Field(description="Bar open time, UTC.")
+    open: float = Field(gt=0)
+    high: float = Field(gt=0)
+    low: float = Field(gt=0)
+    close: float = Field(gt=0)
+    tick_volume: int = Field(ge=0)
+    spread: int = Field(ge=0, description="Spread in points.")
+    real_volume: int = Field(default=0, ge=0)
+
+    @field_validator("open", "high", "low", "close")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("price must be finite")
+        return value
+
+
+class Prediction(BaseModel):
+    """The ensemble's answer for one symbol at one feature timestamp."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    symbol: str
+    prediction: float = Field(ge=0.0, le=1.0, description="P(next move is up).")
+    strength: float = Field(ge=-1.0, le=1.0, description="2·prediction − 1.")
+    confidence: float = Field(ge=0.0, le=1.0)
+    model_name: str
+    model_version: str
+    feature_timestamp: datetime
+    timings_ms: dict[str, float] = Field(default_factory=dict)
