@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Final
 
 
@@ -42,7 +42,7 @@ _MINUTES: Final = {
 }
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What the decision rule asks for."""
 
     BUY = "BUY"

@@ -64,4 +64,6 @@ def validate_bars(bars: pd.DataFrame) -> ValidationResult:
     bad = reason.notna()
     quarantine = df[bad].assign(reason=reason[bad].astype(str))
     counts = {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()}
-    return ValidationResult(df[~bad].reset_index(drop=True), quarantine.reset_index(drop=True), counts)
+    return ValidationResult(
+        df[~bad].reset_index(drop=True), quarantine.reset_index(drop=True), counts
+    )

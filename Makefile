@@ -1,0 +1,49 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each bootstraps what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test test-unit lint format airflow mlflow-ui serve env clean
+
+demo: $(STAMP)  ## run the whole platform once, end to end
+	$(UV) run --frozen chaintrade demo
+
+test: $(STAMP)  ## unit, integration and end-to-end tests
+	$(UV) run --frozen pytest -q
+
+test-unit: $(STAMP)
+	$(UV) run --frozen pytest -q tests/unit
+
+lint: $(STAMP)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+format: $(STAMP)
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+mlflow-ui: $(STAMP)  ## browse runs and registered models at http://127.0.0.1:5000
+	$(UV) run --frozen mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000
+
+airflow: $(STAMP)  ## the Airflow UI (user admin, password in var/airflow/simple_auth_manager_passwords.json.generated)
+	AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False PATH=$(CURDIR)/.venv/bin:$$PATH \
+	$(UV) run --frozen airflow standalone
+
+serve: $(STAMP)  ## serve the champion model on http://127.0.0.1:3000
+	$(UV) run --frozen bentoml serve serving.service:ChaintradeService --port 3000
+
+env: $(STAMP)
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@rm -f .venv/.synced-*; touch $@
+
+$(UV):
+	@echo "uv not found: installing it with pip (python -m pip install --user uv)"
+	$(PYTHON) -m pip install --user --quiet uv
+
+clean:  ## remove all local state (var/) — models, stores, databases
+	rm -rf var

@@ -1,0 +1,196 @@
+"""The batch steps the DAGs call, one function per task (IO at the edges, results as dicts)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from chaintrade.settings import PROJECT_ROOT, Settings
+
+DEFAULT_CSV = PROJECT_ROOT / "data" / "EURUSD_H1_2017-04_2018-02.csv"
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    """The knobs of the demo pipeline (Airflow params of the same names)."""
+
+    csv_path: str = str(DEFAULT_CSV)
+    symbol: str = "EURUSD"
+    synthetic_symbol: str = "SYNTHUSD"
+    timeframe: str = "H1"
+    holdout_bars: int = 300
+    horizon_bars: int = 1
+    synthetic_seed: int = 42
+    max_bars: int | None = None  # keep only the last N bars per symbol (tiny runs, tests)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any] | None) -> DemoParams:
+        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_demo_bars(params: DemoParams) -> pd.DataFrame:
+    """The real EURUSD history plus a synthetic symbol over the same period."""
+    from chaintrade.market_data import load_ohlcv_csv, synthetic_bars
+
+    real = load_ohlcv_csv(
+        params.csv_path, symbol=params.symbol, timeframe=params.timeframe, spread_points=10
+    )
+    if params.max_bars:
+        real = real.tail(params.max_bars)
+    synthetic = synthetic_bars(
+        params.synthetic_symbol,
+        timeframe=params.timeframe,
+        start=real["time"].iloc[0],
+        n=len(real),
+        seed=params.synthetic_seed,
+    )
+    return pd.concat([real, synthetic], ignore_index=True).sort_values(["symbol", "time"])
+
+
+def write_lake(bars: pd.DataFrame, lake_dir: Path) -> list[Path]:
+    """One Parquet file per symbol under ``bars/symbol=<S>/``: re-ingest replaces, never doubles."""
+    root = lake_dir / "bars"
+    written = []
+    for symbol, group in bars.groupby("symbol"):
+        folder = root / f"symbol={symbol}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        path = folder / "bars.parquet"
+        group.drop(columns="symbol").to_parquet(path, index=False, coerce_timestamps="us")
+        written.append(path)
+    return written
+
+
+def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str) -> dict[str, Any]:
+    """Load, validate (rules + Great Expectations), write the lake and market_data."""
+    from chaintrade.market_store import load_bars
+    from chaintrade.quality import validate_bars_with_ge
+    from chaintrade.validation import validate_bars
+
+    bars = load_demo_bars(params)
+    checked = validate_bars(bars)
+    report = validate_bars_with_ge(checked.good, run_name=run_name, docs_dir=settings.data_docs_dir)
+    report.raise_for_failure()
+    write_lake(checked.good, settings.lake_dir)
+    loaded = load_bars(db_url, checked.good)
+    holdout_start = (
+        checked.good.groupby("symbol")["time"].apply(lambda t: t.iloc[-params.holdout_bars]).min()
+    )
+    return {
+        "bars": len(bars),
+        "rejected": checked.rejected,
+        "rejected_by_reason": checked.counts,
+        "rows_loaded": loaded,
+        "symbols": sorted(checked.good["symbol"].unique().tolist()),
+        "first_time": checked.good["time"].min().isoformat(),
+        "holdout_start": pd.Timestamp(holdout_start).isoformat(),
+        "data_docs": str(report.docs_index),
+        "ge_success": report.success,
+    }
+
+
+def require_db_url(settings: Settings) -> str:
+    from chaintrade.errors import ConfigError
+
+    if not settings.db_url:
+        raise ConfigError(
+            "CHAINTRADE_DB_URL is not set: point it at PostgreSQL/TimescaleDB, "
+            "or run through `chaintrade demo`, which starts an embedded PostgreSQL"
+        )
+    return settings.db_url
+
+
+def ingest_step(conf: dict[str, Any] | None, run_name: str) -> dict[str, Any]:
+    """DAG task: ingest and validate the demo's bars."""
+    from chaintrade.db import migrate
+    from chaintrade.settings import get_settings
+
+    settings = get_settings()
+    params = DemoParams.from_mapping(conf)
+    url = require_db_url(settings)
+    migrate(url)
+    return {"params": params.as_dict(), **ingest(settings, params, db_url=url, run_name=run_name)}
+
+
+def publish_features_step(info: dict[str, Any]) -> dict[str, Any]:
+    """DAG task: ``feast apply``, then materialize the features known before the hold-out."""
+    from chaintrade import feature_store
+    from chaintrade.settings import get_settings
+
+    settings = get_settings()
+    feature_store.apply(settings)
+    start = pd.Timestamp(info["first_time"]).to_pydatetime()
+    end = pd.Timestamp(info["holdout_start"]).to_pydatetime()
+    feature_store.materialize(settings, start, end)
+    return {"materialized_until": end.isoformat()}
+
+
+def train_step(info: dict[str, Any]) -> dict[str, Any]:
+    """DAG task: train on Feast's point-in-time set, register, alias ``champion``."""
+    from chaintrade.settings import get_settings
+    from chaintrade.training import train_and_register
+
+    params = DemoParams.from_mapping(info["params"])
+    result = train_and_register(
+        get_settings(),
+        cutoff=pd.Timestamp(info["holdout_start"]).to_pydatetime(),
+        horizon_bars=params.horizon_bars,
+        timeframe=params.timeframe,
+    )
+    return asdict(result)
+
+
+def replay_step(info: dict[str, Any], agent_args: list[str] | None = None) -> dict[str, Any]:
+    """DAG task: ``bentoml serve`` the champion and replay the hold-out through the agent."""
+    from chaintrade.demo import bentoml_serve, run_agent_replay
+    from chaintrade.settings import get_settings
+
+    settings = get_settings()
+    params = DemoParams.from_mapping(info["params"])
+    runs = settings.home / "demo"
+    with bentoml_serve(settings, log_path=runs / "bentoml.log") as url:
+        return run_agent_replay(
+            settings,
+            serving_url=url,
+            start=info["holdout_start"],
+            symbols=info["symbols"],
+            timeframe=params.timeframe,
+            out_path=runs / "agent_summary.json",
+            extra_args=agent_args,
+        )
+
+
+def summary_step(
+    info: dict[str, Any], features: dict[str, Any], model: dict[str, Any], replay: dict[str, Any]
+) -> dict[str, Any]:
+    """DAG task: what landed where, for people to read (written to ``var/demo/summary.json``)."""
+    import json
+
+    from chaintrade.chain_store import count_chains
+    from chaintrade.settings import get_settings
+
+    settings = get_settings()
+    summary = {
+        "ingest": {k: v for k, v in info.items() if k != "params"},
+        "features": features,
+        "model": model,
+        "replay": replay,
+        "chains_in_db": count_chains(require_db_url(settings)),
+        "artifacts": {
+            "data_docs": info["data_docs"],
+            "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow_uri}",
+            "airflow": f"AIRFLOW_HOME={settings.airflow_home} airflow standalone",
+        },
+    }
+    out = settings.home / "demo" / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str))
+    return summary

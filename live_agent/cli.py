@@ -1,0 +1,86 @@
+"""``live-agent`` command line (also ``python -m live_agent``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from chaintrade.errors import ConfigError
+from chaintrade.settings import get_settings
+from live_agent.agent import Agent, ReplaySummary
+from live_agent.settings import AgentSettings
+from live_agent.simulator import Mt5Simulator
+
+app = typer.Typer(help="The Chaintrade live agent for MetaTrader 5.", no_args_is_help=True)
+
+
+@app.callback()
+def _main() -> None:
+    """The Chaintrade live agent for MetaTrader 5."""
+
+
+def lake_bars(lake_dir: Path, symbols: list[str], timeframe: str, start: datetime) -> pd.DataFrame:
+    """Bars of ``symbols`` from the raw lake: the last bar before ``start`` and all after it."""
+    frames = []
+    for symbol in symbols:
+        path = lake_dir / "bars" / f"symbol={symbol}"
+        if not path.exists():
+            raise ConfigError(f"no bars for {symbol} in {path}; run the ingest first")
+        bars = pd.read_parquet(path).assign(symbol=symbol)
+        bars["time"] = pd.to_datetime(bars["time"], utc=True)
+        bars = bars[bars["timeframe"] == timeframe].sort_values("time")
+        before = bars[bars["time"] < pd.Timestamp(start)].tail(1)
+        frames += [before, bars[bars["time"] >= pd.Timestamp(start)]]
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_dict(summary: ReplaySummary, written: int) -> dict[str, object]:
+    latencies = np.asarray(summary.prediction_latencies_ms, dtype=float)
+    return {
+        "bars": summary.bars,
+        "orders_sent": summary.orders_sent,
+        "orders_filled": summary.orders_filled,
+        "rejects": summary.rejects,
+        "realized_pnl": summary.realized_pnl,
+        "predictions": int(latencies.size),
+        "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
+        "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
+        "chain_events_written": written,
+    }
+
+
+@app.command()
+def replay(
+    start: Annotated[datetime, typer.Option(help="First bar (UTC) to replay.")],
+    symbol: Annotated[list[str], typer.Option(help="Symbols to trade (repeat).")],
+    serving_url: Annotated[str | None, typer.Option(help="Serving base URL.")] = None,
+    timeframe: Annotated[str, typer.Option()] = "H1",
+    out: Annotated[Path | None, typer.Option(help="Write the summary JSON here.")] = None,
+) -> None:
+    """Paper-trade recorded bars through the simulator, the real serving and the chain store."""
+    from chaintrade.chain_store import ChainWriter
+
+    settings = get_settings()
+    if not settings.db_url:
+        raise ConfigError("set CHAINTRADE_DB_URL: chain events go to PostgreSQL/TimescaleDB")
+    overrides = {"serving_url": serving_url} if serving_url else {}
+    agent_settings = AgentSettings(timeframe=timeframe, **overrides)  # type: ignore[arg-type]
+    bars = lake_bars(settings.lake_dir, symbol, timeframe, start)
+    sim = Mt5Simulator(bars, start_bar=1)
+    with ChainWriter(settings.db_url, spool_dir=settings.spool_dir / "agent") as writer:
+        agent = Agent.from_settings(sim, writer, agent_settings)
+        agent.start()
+        result = agent.run_replay(symbol, n_bars=len(bars))
+        writer.flush(timeout=60)
+        written = writer.stats.written
+    summary = summary_dict(result, written)
+    typer.echo(json.dumps(summary, indent=2))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2))

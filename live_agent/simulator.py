@@ -1,0 +1,1274 @@
+"""A paper-trading MT5 terminal that replays recorded bars.
+
+:class:`Mt5Simulator` has the MetaTrader5 module's function names, signatures, result records
+and constants, so agent code is the same with ``mt5 = Mt5Simulator(bars)`` as with
+``import MetaTrader5 as mt5``.
+
+Model (kept small and documented):
+
+* **Clock.** The clock stands at the open of a bar of the finest timeframe in the data.
+  :meth:`Mt5Simulator.advance` moves it to the next bar open; the bar that was forming is then
+  closed. ``copy_rates_from_pos(sym, tf, 0, n)`` ends with the *forming* bar, which only shows its
+  open (open = high = low = close, tick_volume 1), so nothing of the future leaks;
+  ``start_pos=1`` gives closed bars. Coarser timeframes are shown the same way.
+* **Quotes.** bid = open of the forming bar (close of the last closed bar when none is forming),
+  ask = bid + spread·point with the bar's spread column (points). With no forming bar (data gap
+  or end of data) the market is closed for trading.
+* **Market orders** (``TRADE_ACTION_DEAL``) fill at ask (buy) / bid (sell), worse by
+  ``slippage_points``. A request ``price`` further than ``deviation`` points from the fill is
+  requoted. ``type_filling`` must be allowed by the symbol's ``filling_mode`` flags (1 = FOK,
+  2 = IOC); ``ORDER_FILLING_RETURN`` is always accepted, BOC never for market orders.
+  ``TRADE_ACTION_SLTP`` modifies a position's stops. Pending orders are not simulated.
+* **Account.** Hedging (each deal opens its own position unless ``position`` names one to close),
+  no commission or swap. Margin = volume·contract_size/leverage in the base currency, converted
+  with the price when the account currency is the quote currency (EURUSD on a USD account);
+  hedged positions are not netted (conservative).
+* **Profit** of a closing deal = (close − open)·volume·contract_size for a buy (the negative for
+  a sell), in the quote currency; divided by the close price when the account currency is the
+  base currency (USDJPY on a USD account). Rounded to cents like MT5.
+* **Stops.** On each :meth:`advance` every open position is checked against the bar that just
+  closed: a buy (closed at bid) against low/high, a sell (closed at ask) against low/high + spread.
+  When SL and TP are both inside one bar the SL is taken (conservative); a bar that opens beyond
+  a stop fills at its open.
+* **Faults.** :class:`FaultConfig` scripts or draws (seeded, one draw per ``order_send``)
+  requotes, rejects, timeouts (``order_send`` returns ``None``; with ``timeout_executes`` the
+  order was filled anyway, the ambiguous case) and disconnects (every call fails until
+  :meth:`initialize`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chaintrade.domain import Timeframe
+from live_agent import mt5_constants as c
+from live_agent.mt5_types import (
+    RATES_DTYPE,
+    AccountInfo,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    TerminalInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+    TradeRequest,
+)
+
+_REQUEST_KEYS = frozenset(TradeRequest._fields)
+_NO_IPC = (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    """Contract specification of one simulated symbol (what ``symbol_info`` reports)."""
+
+    digits: int = 5
+    contract_size: float = 100_000.0
+    volume_min: float = 0.01
+    volume_max: float = 100.0
+    volume_step: float = 0.01
+    filling_mode: int = c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC
+    trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
+    trade_exemode: int = c.SYMBOL_TRADE_EXECUTION_MARKET
+    stops_level: int = 0
+    currency_base: str = "EUR"
+    currency_profit: str = "USD"
+    currency_margin: str = "EUR"
+    description: str = ""
+
+    @property
+    def point(self) -> float:
+        return round(10.0**-self.digits, self.digits)
+
+    @classmethod
+    def for_symbol(cls, symbol: str, **overrides: Any) -> SymbolSpec:
+        """A forex-like default: 5 digits (3 for JPY pairs), base/quote from the name."""
+        base, quote = symbol[:3].upper(), symbol[3:6].upper() or "USD"
+        values: dict[str, Any] = {
+            "digits": 3 if "JPY" in symbol.upper() else 5,
+            "currency_base": base,
+            "currency_profit": quote,
+            "currency_margin": base,
+            "description": f"{base} vs {quote}",
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """Fault injection for ``order_send``; deterministic for a given ``seed``.
+
+    ``scripted`` outcomes are used first, one per ``order_send``: a retcode (``DONE`` means
+    "no fault") or ``None`` for a timeout. After that one uniform draw per call picks, in this
+    order, disconnect, timeout, requote, reject, or no fault.
+    """
+
+    seed: int = 0
+    disconnect_prob: float = 0.0
+    timeout_prob: float = 0.0
+    requote_prob: float = 0.0
+    reject_prob: float = 0.0
+    timeout_executes: bool = False
+    scripted: tuple[int | None, ...] = ()
+
+
+@dataclass(slots=True)
+class _Position:
+    ticket: int
+    time: int
+    type: int
+    magic: int
+    reason: int
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    symbol: str
+    comment: str
+    time_update: int
+
+
+@dataclass(slots=True)
+class _Series:
+    timeframe: Timeframe
+    rates: np.ndarray  # RATES_DTYPE, sorted by time
+    times: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.times = self.rates["time"]
+
+    @property
+    def seconds(self) -> int:
+        return self.timeframe.minutes * 60
+
+
+class _Fault:
+    NONE = "none"
+    DISCONNECT = "disconnect"
+    TIMEOUT = "timeout"
+    REQUOTE = "requote"
+    REJECT = "reject"
+
+
+class Mt5Simulator:
+    """A simulated MT5 terminal over recorded bars (see the module docstring for the model)."""
+
+    def __init__(
+        self,
+        bars: pd.DataFrame,
+        *,
+        specs: Mapping[str, SymbolSpec] | None = None,
+        balance: float = 10_000.0,
+        leverage: int = 100,
+        currency: str = "USD",
+        slippage_points: int = 0,
+        faults: FaultConfig | None = None,
+        start_bar: int = 1,
+        login: int = 10_000_001,
+    ) -> None:
+        """``bars``: columns symbol, timeframe (name, MT5 value or Timeframe), time (UTC), OHLC,
+        tick_volume, spread (points), real_volume. ``start_bar``: how many bars of the clock
+        timeframe are already closed when the replay starts."""
+        self._series = _load_series(bars)
+        if not self._series:
+            raise ValueError("bars is empty: the simulator needs at least one bar")
+        self._symbols = sorted({sym for sym, _ in self._series})
+        self._specs = {s: (specs or {}).get(s) or SymbolSpec.for_symbol(s) for s in self._symbols}
+        self._quote_series = {
+            s: min(
+                (ser for (sym, _), ser in self._series.items() if sym == s),
+                key=lambda ser: ser.seconds,
+            )
+            for s in self._symbols
+        }
+        clock_seconds = min(ser.seconds for ser in self._quote_series.values())
+        clock_times = np.unique(
+            np.concatenate(
+                [ser.times for ser in self._quote_series.values() if ser.seconds == clock_seconds]
+            )
+        )
+        self._timeline = np.append(clock_times, clock_times[-1] + clock_seconds)
+        if not 0 <= start_bar < len(self._timeline):
+            raise ValueError(f"start_bar must be in [0, {len(self._timeline) - 1}]")
+        self._index = start_bar
+        self._balance = float(balance)
+        self._leverage = int(leverage)
+        self._currency = currency
+        self._slippage = int(slippage_points)
+        self._faults = faults or FaultConfig()
+        self._rng = random.Random(self._faults.seed)
+        self._script = list(self._faults.scripted)
+        self._login = login
+        self._connected = False
+        self._last_error: tuple[int, str] = _NO_IPC
+        self._selected = set(self._symbols)
+        self._positions: dict[int, _Position] = {}
+        self._orders: list[TradeOrder] = []
+        self._deals: list[TradeDeal] = []
+        self._next_order = 100_000_001
+        self._next_deal = 200_000_001
+        self._request_id = 0
+        self._record_deal(
+            order=0,
+            type_=c.DEAL_TYPE_BALANCE,
+            entry=c.DEAL_ENTRY_IN,
+            magic=0,
+            position_id=0,
+            reason=c.DEAL_REASON_CLIENT,
+            volume=0.0,
+            price=0.0,
+            profit=self._balance,
+            symbol="",
+            comment="initial deposit",
+        )
+
+    # ------------------------------------------------------------------ constants
+    def __getattr__(self, name: str) -> int:
+        """MT5 constants as attributes (``sim.TRADE_RETCODE_DONE``), like the real module."""
+        try:
+            return c.PACKAGE_CONSTANTS[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}") from None
+
+    # ------------------------------------------------------------------ replay clock
+    @property
+    def now(self) -> datetime:
+        """The simulated time: the open of the forming bar of the clock timeframe."""
+        return datetime.fromtimestamp(int(self._timeline[self._index]), tz=UTC)
+
+    @property
+    def finished(self) -> bool:
+        """True when no bar is left to replay."""
+        return self._index >= len(self._timeline) - 1
+
+    def advance(self) -> bool:
+        """Close the forming bar and move to the next one; checks SL/TP. False at the end."""
+        if self.finished:
+            return False
+        old = int(self._timeline[self._index])
+        self._index += 1
+        self._check_stops(old, self._now_s)
+        return True
+
+    @property
+    def _now_s(self) -> int:
+        return int(self._timeline[self._index])
+
+    # ------------------------------------------------------------------ session
+    def initialize(
+        self,
+        path: str | None = None,
+        *,
+        login: int | None = None,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int | None = None,
+        portable: bool = False,
+    ) -> bool:
+        """Connect to the (simulated) terminal; also reconnects after a disconnect."""
+        if login is not None and login != self._login:
+            self._last_error = (c.RES_E_AUTH_FAILED, "Authorization failed")
+            return False
+        self._connected = True
+        self._ok()
+        return True
+
+    def login(
+        self,
+        login: int,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int | None = None,
+    ) -> bool:
+        """Log in to the simulated account (only its own login number is accepted)."""
+        if not self._connected:
+            self._last_error = _NO_IPC
+            return False
+        if login != self._login:
+            self._last_error = (c.RES_E_AUTH_FAILED, "Authorization failed")
+            return False
+        self._ok()
+        return True
+
+    def shutdown(self) -> None:
+        """Disconnect."""
+        self._connected = False
+
+    def last_error(self) -> tuple[int, str]:
+        """``(code, description)`` of the last call, codes ``RES_*``."""
+        return self._last_error
+
+    def version(self) -> tuple[int, int, str] | None:
+        """``(terminal version, build, build date)``."""
+        if not self._live():
+            return None
+        return (500, 0, "Chaintrade simulator")
+
+    def terminal_info(self) -> TerminalInfo | None:
+        """State of the simulated terminal."""
+        if not self._live():
+            return None
+        return TerminalInfo(
+            community_account=False,
+            community_connection=False,
+            connected=True,
+            dlls_allowed=False,
+            trade_allowed=True,
+            tradeapi_disabled=False,
+            email_enabled=False,
+            ftp_enabled=False,
+            notifications_enabled=False,
+            mqid=False,
+            build=0,
+            maxbars=100_000,
+            codepage=0,
+            ping_last=0,
+            community_balance=0.0,
+            retransmission=0.0,
+            company="Chaintrade",
+            name="Chaintrade MT5 simulator",
+            language="English",
+            path="",
+            data_path="",
+            commondata_path="",
+        )
+
+    def account_info(self) -> AccountInfo | None:
+        """Balance, equity and margin of the simulated hedging account."""
+        if not self._live():
+            return None
+        profit = round(sum(self._floating(p) for p in self._positions.values()), 2)
+        margin = round(self._used_margin(), 2)
+        equity = round(self._balance + profit, 2)
+        return AccountInfo(
+            login=self._login,
+            trade_mode=c.ACCOUNT_TRADE_MODE_DEMO,
+            leverage=self._leverage,
+            limit_orders=0,
+            margin_so_mode=c.ACCOUNT_STOPOUT_MODE_PERCENT,
+            trade_allowed=True,
+            trade_expert=True,
+            margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+            currency_digits=2,
+            fifo_close=False,
+            balance=round(self._balance, 2),
+            credit=0.0,
+            profit=profit,
+            equity=equity,
+            margin=margin,
+            margin_free=round(equity - margin, 2),
+            margin_level=round(equity / margin * 100.0, 2) if margin else 0.0,
+            margin_so_call=50.0,
+            margin_so_so=30.0,
+            margin_initial=0.0,
+            margin_maintenance=0.0,
+            assets=0.0,
+            liabilities=0.0,
+            commission_blocked=0.0,
+            name="Chaintrade simulator",
+            server="Chaintrade-Simulator",
+            currency=self._currency,
+            company="Chaintrade",
+        )
+
+    # ------------------------------------------------------------------ symbols
+    def symbols_total(self) -> int:
+        """Number of symbols in the replay."""
+        return len(self._symbols) if self._live() else 0
+
+    def symbols_get(self, group: str | None = None) -> tuple[SymbolInfo, ...] | None:
+        """``SymbolInfo`` of every symbol (matching ``group``, e.g. ``"*USD*,!EUR*"``)."""
+        if not self._live():
+            return None
+        infos = (self._symbol_info(s) for s in self._symbols if _group_match(s, group))
+        return tuple(i for i in infos if i is not None)
+
+    def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+        """Show or hide a symbol in Market Watch."""
+        if not self._live():
+            return False
+        if symbol not in self._specs:
+            self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
+            return False
+        (self._selected.add if enable else self._selected.discard)(symbol)
+        return True
+
+    def symbol_info(self, symbol: str) -> SymbolInfo | None:
+        """Specification and current quote of ``symbol``; None for an unknown symbol."""
+        if not self._live():
+            return None
+        return self._symbol_info(symbol)
+
+    def symbol_info_tick(self, symbol: str) -> Tick | None:
+        """The current bid/ask of ``symbol``."""
+        if not self._live():
+            return None
+        quote = self._quote(symbol)
+        if quote is None:
+            self._last_error = (c.RES_E_NOT_FOUND, f"No quotes for {symbol}")
+            return None
+        bid, ask, _, _ = quote
+        now = self._now_s
+        flags = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
+        return Tick(now, bid, ask, 0.0, 0, now * 1000, flags, 0.0)
+
+    # ------------------------------------------------------------------ rates
+    def copy_rates_from_pos(
+        self, symbol: str, timeframe: int, start_pos: int, count: int
+    ) -> np.ndarray | None:
+        """``count`` bars ending ``start_pos`` bars back from the forming bar (pos 0)."""
+        visible = self._visible(symbol, timeframe)
+        if visible is None:
+            return None
+        end = len(visible) - start_pos
+        if start_pos < 0 or count <= 0 or end <= 0:
+            self._last_error = (c.RES_E_INVALID_PARAMS, "Invalid start_pos or count")
+            return None
+        self._ok()
+        return visible[max(0, end - count) : end].copy()
+
+    def copy_rates_from(
+        self, symbol: str, timeframe: int, date_from: datetime | int, count: int
+    ) -> np.ndarray | None:
+        """``count`` bars opened at or before ``date_from``."""
+        visible = self._visible(symbol, timeframe)
+        if visible is None:
+            return None
+        end = int(np.searchsorted(visible["time"], _to_seconds(date_from), side="right"))
+        self._ok()
+        return visible[max(0, end - count) : end].copy()
+
+    def copy_rates_range(
+        self, symbol: str, timeframe: int, date_from: datetime | int, date_to: datetime | int
+    ) -> np.ndarray | None:
+        """Bars opened in ``[date_from, date_to]``."""
+        visible = self._visible(symbol, timeframe)
+        if visible is None:
+            return None
+        times = visible["time"]
+        mask = (times >= _to_seconds(date_from)) & (times <= _to_seconds(date_to))
+        self._ok()
+        return visible[mask].copy()
+
+    # ------------------------------------------------------------------ positions and orders
+    def positions_total(self) -> int:
+        """Number of open positions."""
+        return len(self._positions) if self._live() else 0
+
+    def positions_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradePosition, ...] | None:
+        """Open positions, filtered by symbol, group or ticket."""
+        if not self._live():
+            return None
+        out = []
+        for pos in self._positions.values():
+            if symbol is not None and pos.symbol != symbol:
+                continue
+            if ticket is not None and pos.ticket != ticket:
+                continue
+            if not _group_match(pos.symbol, group):
+                continue
+            out.append(self._position_record(pos))
+        return tuple(out)
+
+    def orders_total(self) -> int:
+        """Number of pending orders (always 0: pending orders are not simulated)."""
+        return 0
+
+    def orders_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradeOrder, ...] | None:
+        """Pending orders (always empty: pending orders are not simulated)."""
+        return () if self._live() else None
+
+    def history_orders_total(self, date_from: datetime | int, date_to: datetime | int) -> int:
+        """Number of history orders in the period."""
+        found = self.history_orders_get(date_from, date_to)
+        return len(found) if found is not None else 0
+
+    def history_orders_get(
+        self,
+        date_from: datetime | int | None = None,
+        date_to: datetime | int | None = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeOrder, ...] | None:
+        """Filled (and rejected-by-stop) orders by period, group, ticket or position."""
+        if not self._live():
+            return None
+        lo, hi = _period(date_from, date_to)
+        return tuple(
+            o
+            for o in self._orders
+            if (ticket is None or o.ticket == ticket)
+            and (position is None or o.position_id == position)
+            and lo <= o.time_setup <= hi
+            and _group_match(o.symbol, group)
+        )
+
+    def history_deals_total(self, date_from: datetime | int, date_to: datetime | int) -> int:
+        """Number of deals in the period."""
+        found = self.history_deals_get(date_from, date_to)
+        return len(found) if found is not None else 0
+
+    def history_deals_get(
+        self,
+        date_from: datetime | int | None = None,
+        date_to: datetime | int | None = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeDeal, ...] | None:
+        """Deals by period, group, ticket (the order's) or position."""
+        if not self._live():
+            return None
+        lo, hi = _period(date_from, date_to)
+        return tuple(
+            d
+            for d in self._deals
+            if (ticket is None or d.order == ticket)
+            and (position is None or d.position_id == position)
+            and lo <= d.time <= hi
+            and (not d.symbol or _group_match(d.symbol, group))
+        )
+
+    # ------------------------------------------------------------------ trading
+    def order_calc_margin(
+        self, action: int, symbol: str, volume: float, price: float
+    ) -> float | None:
+        """Margin in account currency for ``volume`` lots at ``price``."""
+        if not self._live() or symbol not in self._specs:
+            return None
+        return round(self._margin(symbol, volume, price), 2)
+
+    def order_calc_profit(
+        self, action: int, symbol: str, volume: float, price_open: float, price_close: float
+    ) -> float | None:
+        """Profit in account currency of a buy/sell (``action`` = ORDER_TYPE_*) trade."""
+        if not self._live() or symbol not in self._specs:
+            return None
+        return self._profit(symbol, action, volume, price_open, price_close)
+
+    def order_check(self, request: Mapping[str, Any]) -> OrderCheckResult | None:
+        """Check a request without sending it; ``retcode`` 0 means it would be accepted."""
+        if not self._live():
+            return None
+        req = self._parse_request(request)
+        if req is None:
+            return None
+        retcode, comment, _fill, margin = self._validate(req)
+        account = self.account_info()
+        assert account is not None
+        margin_after = account.margin + (margin if retcode == 0 else 0.0)
+        return OrderCheckResult(
+            retcode=retcode,
+            balance=account.balance,
+            equity=account.equity,
+            profit=account.profit,
+            margin=round(margin_after, 2),
+            margin_free=round(account.equity - margin_after, 2),
+            margin_level=round(account.equity / margin_after * 100.0, 2) if margin_after else 0.0,
+            comment=comment if retcode else "Done",
+            request=req,
+        )
+
+    def order_send(self, request: Mapping[str, Any]) -> OrderSendResult | None:
+        """Send a trade request; ``None`` on a lost connection or a timeout (see FaultConfig)."""
+        if not self._live():
+            return None
+        req = self._parse_request(request)
+        if req is None:
+            return None
+        self._request_id += 1
+        fault, scripted = self._next_fault()
+        if fault == _Fault.DISCONNECT:
+            self._connected = False
+            self._last_error = _NO_IPC
+            return None
+        if fault == _Fault.TIMEOUT:
+            if self._faults.timeout_executes:
+                self._execute(req)
+            self._last_error = (c.RES_E_INTERNAL_FAIL_TIMEOUT, "Terminal: timeout")
+            return None
+        if fault == _Fault.REQUOTE:
+            return self._result(req, c.TRADE_RETCODE_REQUOTE, "Requote")
+        if fault == _Fault.REJECT:
+            return self._result(req, scripted or c.TRADE_RETCODE_REJECT, "Request rejected")
+        return self._execute(req)
+
+    # ------------------------------------------------------------------ internals: state
+    def _live(self) -> bool:
+        if not self._connected:
+            self._last_error = _NO_IPC
+            return False
+        return True
+
+    def _ok(self) -> None:
+        self._last_error = (c.RES_S_OK, "Success")
+
+    def _visible(self, symbol: str, timeframe: int) -> np.ndarray | None:
+        if not self._live():
+            return None
+        try:
+            tf = Timeframe(int(timeframe))
+        except ValueError:
+            self._last_error = (c.RES_E_INVALID_PARAMS, f"Unsupported timeframe {timeframe}")
+            return None
+        series = self._series.get((symbol, tf))
+        if series is None:
+            self._last_error = (c.RES_E_NOT_FOUND, f"No history for {symbol} {tf.name}")
+            return None
+        now = self._now_s
+        started = int(np.searchsorted(series.times, now, side="right"))
+        visible = series.rates[:started].copy()
+        if started and int(visible["time"][-1]) + series.seconds > now:
+            forming = visible[-1:]
+            price = forming["open"][0]
+            forming["high"] = forming["low"] = forming["close"] = price
+            forming["tick_volume"] = 1
+            forming["real_volume"] = 0
+        return visible
+
+    def _forming_and_last(self, symbol: str) -> tuple[np.void | None, np.void | None]:
+        series = self._quote_series.get(symbol)
+        if series is None:
+            return None, None
+        now = self._now_s
+        started = int(np.searchsorted(series.times, now, side="right"))
+        if not started:
+            return None, None
+        last = series.rates[started - 1]
+        if int(last["time"]) + series.seconds > now:
+            prev = series.rates[started - 2] if started >= 2 else None
+            return last, prev
+        return None, last
+
+    def _quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
+        """``(bid, ask, spread_points, tradeable)`` now."""
+        forming, last = self._forming_and_last(symbol)
+        bar = forming if forming is not None else last
+        if bar is None:
+            return None
+        spec = self._specs[symbol]
+        bid = float(bar["open"] if forming is not None else bar["close"])
+        spread = int(bar["spread"])
+        ask = round(bid + spread * spec.point, spec.digits)
+        return round(bid, spec.digits), ask, spread, forming is not None
+
+    def _symbol_info(self, symbol: str) -> SymbolInfo | None:
+        spec = self._specs.get(symbol)
+        if spec is None:
+            self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
+            return None
+        quote = self._quote(symbol)
+        bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
+        tick_value = spec.contract_size * spec.point
+        if spec.currency_profit != self._currency and spec.currency_base == self._currency and bid:
+            tick_value /= bid
+        self._ok()
+        return SymbolInfo(
+            custom=True,
+            chart_mode=c.SYMBOL_CHART_MODE_BID,
+            select=symbol in self._selected,
+            visible=symbol in self._selected,
+            session_deals=0,
+            session_buy_orders=0,
+            session_sell_orders=0,
+            volume=0,
+            volumehigh=0,
+            volumelow=0,
+            time=self._now_s,
+            digits=spec.digits,
+            spread=spread,
+            spread_float=True,
+            ticks_bookdepth=0,
+            trade_calc_mode=c.SYMBOL_CALC_MODE_FOREX,
+            trade_mode=spec.trade_mode,
+            start_time=0,
+            expiration_time=0,
+            trade_stops_level=spec.stops_level,
+            trade_freeze_level=0,
+            trade_exemode=spec.trade_exemode,
+            swap_mode=c.SYMBOL_SWAP_MODE_DISABLED,
+            swap_rollover3days=c.DAY_OF_WEEK_WEDNESDAY,
+            margin_hedged_use_leg=False,
+            expiration_mode=1,
+            filling_mode=spec.filling_mode,
+            order_mode=127,
+            order_gtc_mode=c.SYMBOL_ORDERS_GTC,
+            option_mode=0,
+            option_right=0,
+            bid=bid,
+            bidhigh=bid,
+            bidlow=bid,
+            ask=ask,
+            askhigh=ask,
+            asklow=ask,
+            last=0.0,
+            lasthigh=0.0,
+            lastlow=0.0,
+            volume_real=0.0,
+            volumehigh_real=0.0,
+            volumelow_real=0.0,
+            option_strike=0.0,
+            point=spec.point,
+            trade_tick_value=tick_value,
+            trade_tick_value_profit=tick_value,
+            trade_tick_value_loss=tick_value,
+            trade_tick_size=spec.point,
+            trade_contract_size=spec.contract_size,
+            trade_accrued_interest=0.0,
+            trade_face_value=0.0,
+            trade_liquidity_rate=0.0,
+            volume_min=spec.volume_min,
+            volume_max=spec.volume_max,
+            volume_step=spec.volume_step,
+            volume_limit=0.0,
+            swap_long=0.0,
+            swap_short=0.0,
+            margin_initial=0.0,
+            margin_maintenance=0.0,
+            session_volume=0.0,
+            session_turnover=0.0,
+            session_interest=0.0,
+            session_buy_orders_volume=0.0,
+            session_sell_orders_volume=0.0,
+            session_open=0.0,
+            session_close=0.0,
+            session_aw=0.0,
+            session_price_settlement=0.0,
+            session_price_limit_min=0.0,
+            session_price_limit_max=0.0,
+            margin_hedged=spec.contract_size,
+            price_change=0.0,
+            price_volatility=0.0,
+            price_theoretical=0.0,
+            price_greeks_delta=0.0,
+            price_greeks_theta=0.0,
+            price_greeks_gamma=0.0,
+            price_greeks_vega=0.0,
+            price_greeks_rho=0.0,
+            price_greeks_omega=0.0,
+            price_sensitivity=0.0,
+            basis="",
+            category="",
+            currency_base=spec.currency_base,
+            currency_profit=spec.currency_profit,
+            currency_margin=spec.currency_margin,
+            bank="",
+            description=spec.description,
+            exchange="",
+            formula="",
+            isin="",
+            name=symbol,
+            page="",
+            path=f"Simulator\\{symbol}",
+        )
+
+    def _margin(self, symbol: str, volume: float, price: float) -> float:
+        spec = self._specs[symbol]
+        base_amount = volume * spec.contract_size / self._leverage
+        if spec.currency_base == self._currency:
+            return base_amount
+        return base_amount * price
+
+    def _profit(
+        self, symbol: str, order_type: int, volume: float, price_open: float, price_close: float
+    ) -> float:
+        spec = self._specs[symbol]
+        direction = 1.0 if order_type == c.ORDER_TYPE_BUY else -1.0
+        profit = direction * (price_close - price_open) * volume * spec.contract_size
+        if spec.currency_profit != self._currency and spec.currency_base == self._currency:
+            profit /= price_close
+        return round(profit, 2)
+
+    def _used_margin(self) -> float:
+        return sum(self._margin(p.symbol, p.volume, p.price_open) for p in self._positions.values())
+
+    def _close_price(self, pos: _Position) -> float:
+        quote = self._quote(pos.symbol)
+        if quote is None:
+            return pos.price_open
+        bid, ask, _, _ = quote
+        return bid if pos.type == c.POSITION_TYPE_BUY else ask
+
+    def _floating(self, pos: _Position) -> float:
+        close = self._close_price(pos)
+        return self._profit(pos.symbol, pos.type, pos.volume, pos.price_open, close)
+
+    def _position_record(self, pos: _Position) -> TradePosition:
+        return TradePosition(
+            ticket=pos.ticket,
+            time=pos.time,
+            time_msc=pos.time * 1000,
+            time_update=pos.time_update,
+            time_update_msc=pos.time_update * 1000,
+            type=pos.type,
+            magic=pos.magic,
+            identifier=pos.ticket,
+            reason=pos.reason,
+            volume=pos.volume,
+            price_open=pos.price_open,
+            sl=pos.sl,
+            tp=pos.tp,
+            price_current=self._close_price(pos),
+            swap=0.0,
+            profit=self._floating(pos),
+            symbol=pos.symbol,
+            comment=pos.comment,
+            external_id="",
+        )
+
+    # ------------------------------------------------------------------ internals: trading
+    def _parse_request(self, request: Mapping[str, Any]) -> TradeRequest | None:
+        unknown = set(request) - _REQUEST_KEYS
+        if unknown:
+            self._last_error = (c.RES_E_INVALID_PARAMS, f"Invalid request keys {sorted(unknown)}")
+            return None
+        try:
+            return TradeRequest(
+                action=int(request.get("action", 0)),
+                magic=int(request.get("magic", 0)),
+                order=int(request.get("order", 0)),
+                symbol=str(request.get("symbol", "")),
+                volume=float(request.get("volume", 0.0)),
+                price=float(request.get("price", 0.0)),
+                stoplimit=float(request.get("stoplimit", 0.0)),
+                sl=float(request.get("sl", 0.0)),
+                tp=float(request.get("tp", 0.0)),
+                deviation=int(request.get("deviation", 0)),
+                type=int(request.get("type", 0)),
+                type_filling=int(request.get("type_filling", c.ORDER_FILLING_FOK)),
+                type_time=int(request.get("type_time", c.ORDER_TIME_GTC)),
+                expiration=int(request.get("expiration", 0)),
+                comment=str(request.get("comment", ""))[:31],
+                position=int(request.get("position", 0)),
+                position_by=int(request.get("position_by", 0)),
+            )
+        except (TypeError, ValueError) as exc:
+            self._last_error = (c.RES_E_INVALID_PARAMS, f"Invalid request: {exc}")
+            return None
+
+    def _next_fault(self) -> tuple[str, int | None]:
+        if self._script:
+            outcome = self._script.pop(0)
+            if outcome is None:
+                return _Fault.TIMEOUT, None
+            if outcome in (c.TRADE_RETCODE_DONE, c.TRADE_RETCODE_DONE_PARTIAL):
+                return _Fault.NONE, None
+            if outcome == c.TRADE_RETCODE_REQUOTE:
+                return _Fault.REQUOTE, outcome
+            return _Fault.REJECT, outcome
+        f = self._faults
+        draw = self._rng.random()
+        for kind, prob in (
+            (_Fault.DISCONNECT, f.disconnect_prob),
+            (_Fault.TIMEOUT, f.timeout_prob),
+            (_Fault.REQUOTE, f.requote_prob),
+            (_Fault.REJECT, f.reject_prob),
+        ):
+            if draw < prob:
+                return kind, None
+            draw -= prob
+        return _Fault.NONE, None
+
+    def _validate(self, req: TradeRequest) -> tuple[int, str, float, float]:
+        """``(retcode, comment, fill price, margin)``; retcode 0 when the request is valid."""
+        spec = self._specs.get(req.symbol)
+        if spec is None:
+            return c.TRADE_RETCODE_INVALID, f"Unknown symbol {req.symbol!r}", 0.0, 0.0
+        if req.action == c.TRADE_ACTION_SLTP:
+            return self._validate_sltp(req)
+        if req.action != c.TRADE_ACTION_DEAL:
+            return c.TRADE_RETCODE_INVALID, "Only market deals and SL/TP changes", 0.0, 0.0
+        if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
+            return c.TRADE_RETCODE_INVALID, "Only ORDER_TYPE_BUY/SELL", 0.0, 0.0
+        quote = self._quote(req.symbol)
+        if quote is None or not quote[3]:
+            return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
+        bid, ask, _, _ = quote
+        closing = req.position != 0
+        is_buy = req.type == c.ORDER_TYPE_BUY
+        if spec.trade_mode == c.SYMBOL_TRADE_MODE_DISABLED:
+            return c.TRADE_RETCODE_TRADE_DISABLED, "Trade disabled", 0.0, 0.0
+        if not closing:
+            if spec.trade_mode == c.SYMBOL_TRADE_MODE_CLOSEONLY:
+                return c.TRADE_RETCODE_CLOSE_ONLY, "Close only", 0.0, 0.0
+            if spec.trade_mode == c.SYMBOL_TRADE_MODE_LONGONLY and not is_buy:
+                return c.TRADE_RETCODE_LONG_ONLY, "Long only", 0.0, 0.0
+            if spec.trade_mode == c.SYMBOL_TRADE_MODE_SHORTONLY and is_buy:
+                return c.TRADE_RETCODE_SHORT_ONLY, "Short only", 0.0, 0.0
+        if closing:
+            pos = self._positions.get(req.position)
+            if pos is None:
+                return c.TRADE_RETCODE_POSITION_CLOSED, "Position already closed", 0.0, 0.0
+            if pos.symbol != req.symbol or pos.type == req.type:
+                return c.TRADE_RETCODE_INVALID, "Close must be opposite, same symbol", 0.0, 0.0
+            if req.volume > pos.volume + _EPS:
+                return c.TRADE_RETCODE_INVALID_CLOSE_VOLUME, "Volume above position", 0.0, 0.0
+        if not _volume_ok(req.volume, spec):
+            return c.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume", 0.0, 0.0
+        if not _filling_ok(req.type_filling, spec.filling_mode):
+            return c.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode", 0.0, 0.0
+        slip = self._slippage * spec.point
+        fill = round(ask + slip if is_buy else bid - slip, spec.digits)
+        if req.price > 0 and abs(fill - req.price) > req.deviation * spec.point + _EPS:
+            return c.TRADE_RETCODE_REQUOTE, "Requote", fill, 0.0
+        if not closing and not self._stops_ok(req, spec, bid, ask):
+            return c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops", fill, 0.0
+        margin = 0.0 if closing else self._margin(req.symbol, req.volume, fill)
+        if not closing:
+            account = self.account_info()
+            assert account is not None
+            if margin > account.margin_free + _EPS:
+                return c.TRADE_RETCODE_NO_MONEY, "No money", fill, margin
+        return 0, "", fill, margin
+
+    def _stops_ok(self, req: TradeRequest, spec: SymbolSpec, bid: float, ask: float) -> bool:
+        gap = spec.stops_level * spec.point
+        if req.type == c.ORDER_TYPE_BUY:  # a buy closes at bid
+            return (not req.sl or req.sl <= bid - gap) and (not req.tp or req.tp >= bid + gap)
+        return (not req.sl or req.sl >= ask + gap) and (not req.tp or req.tp <= ask - gap)
+
+    def _validate_sltp(self, req: TradeRequest) -> tuple[int, str, float, float]:
+        pos = self._positions.get(req.position)
+        if pos is None or pos.symbol != req.symbol:
+            return c.TRADE_RETCODE_POSITION_CLOSED, "Position not found", 0.0, 0.0
+        quote = self._quote(req.symbol)
+        if quote is None or not quote[3]:
+            return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
+        if req.sl == pos.sl and req.tp == pos.tp:
+            return c.TRADE_RETCODE_NO_CHANGES, "No changes", 0.0, 0.0
+        probe = req._replace(type=pos.type)
+        if not self._stops_ok(probe, self._specs[req.symbol], quote[0], quote[1]):
+            return c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops", 0.0, 0.0
+        return 0, "", 0.0, 0.0
+
+    def _result(
+        self,
+        req: TradeRequest,
+        retcode: int,
+        comment: str,
+        *,
+        deal: int = 0,
+        order: int = 0,
+        volume: float = 0.0,
+        price: float = 0.0,
+    ) -> OrderSendResult:
+        quote = self._quote(req.symbol) if req.symbol in self._specs else None
+        bid, ask = (quote[0], quote[1]) if quote else (0.0, 0.0)
+        if retcode == c.TRADE_RETCODE_DONE:
+            self._ok()
+        return OrderSendResult(
+            retcode, deal, order, volume, price, bid, ask, comment, self._request_id, 0, req
+        )
+
+    def _execute(self, req: TradeRequest) -> OrderSendResult:
+        retcode, comment, fill, _ = self._validate(req)
+        if retcode:
+            return self._result(req, retcode, comment)
+        if req.action == c.TRADE_ACTION_SLTP:
+            pos = self._positions[req.position]
+            pos.sl, pos.tp, pos.time_update = req.sl, req.tp, self._now_s
+            return self._result(req, c.TRADE_RETCODE_DONE, "Request executed")
+        if req.position:
+            pos = self._positions[req.position]
+            order, deal = self._close(
+                pos, req.volume, fill, c.DEAL_REASON_EXPERT, req.comment, req.magic
+            )
+        else:
+            order, deal = self._open(req, fill)
+        return self._result(
+            req,
+            c.TRADE_RETCODE_DONE,
+            "Request executed",
+            deal=deal,
+            order=order,
+            volume=req.volume,
+            price=fill,
+        )
+
+    def _open(self, req: TradeRequest, fill: float) -> tuple[int, int]:
+        now = self._now_s
+        order = self._record_order(req.type, req.type_filling, req.magic, 0, c.ORDER_REASON_EXPERT)
+        self._orders[-1] = self._orders[-1]._replace(
+            position_id=order,
+            volume_initial=req.volume,
+            price_open=fill,
+            price_current=fill,
+            sl=req.sl,
+            tp=req.tp,
+            symbol=req.symbol,
+            comment=req.comment,
+        )
+        self._positions[order] = _Position(
+            ticket=order,
+            time=now,
+            type=req.type,
+            magic=req.magic,
+            reason=c.POSITION_REASON_EXPERT,
+            volume=req.volume,
+            price_open=fill,
+            sl=req.sl,
+            tp=req.tp,
+            symbol=req.symbol,
+            comment=req.comment,
+            time_update=now,
+        )
+        deal = self._record_deal(
+            order=order,
+            type_=c.DEAL_TYPE_BUY if req.type == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL,
+            entry=c.DEAL_ENTRY_IN,
+            magic=req.magic,
+            position_id=order,
+            reason=c.DEAL_REASON_EXPERT,
+            volume=req.volume,
+            price=fill,
+            profit=0.0,
+            symbol=req.symbol,
+            comment=req.comment,
+        )
+        return order, deal
+
+    def _close(
+        self, pos: _Position, volume: float, price: float, reason: int, comment: str, magic: int
+    ) -> tuple[int, int]:
+        close_type = c.ORDER_TYPE_SELL if pos.type == c.ORDER_TYPE_BUY else c.ORDER_TYPE_BUY
+        order_reason = {
+            c.DEAL_REASON_SL: c.ORDER_REASON_SL,
+            c.DEAL_REASON_TP: c.ORDER_REASON_TP,
+        }.get(reason, c.ORDER_REASON_EXPERT)
+        order = self._record_order(close_type, c.ORDER_FILLING_FOK, magic, pos.ticket, order_reason)
+        self._orders[-1] = self._orders[-1]._replace(
+            volume_initial=volume,
+            price_open=price,
+            price_current=price,
+            symbol=pos.symbol,
+            comment=comment,
+        )
+        profit = self._profit(pos.symbol, pos.type, volume, pos.price_open, price)
+        self._balance += profit
+        deal = self._record_deal(
+            order=order,
+            type_=c.DEAL_TYPE_BUY if close_type == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL,
+            entry=c.DEAL_ENTRY_OUT,
+            magic=magic,
+            position_id=pos.ticket,
+            reason=reason,
+            volume=volume,
+            price=price,
+            profit=profit,
+            symbol=pos.symbol,
+            comment=comment,
+        )
+        remaining = round(pos.volume - volume, 8)
+        if remaining <= _EPS:
+            del self._positions[pos.ticket]
+        else:
+            pos.volume, pos.time_update = remaining, self._now_s
+        return order, deal
+
+    def _record_order(
+        self, type_: int, filling: int, magic: int, position_id: int, reason: int
+    ) -> int:
+        ticket = self._next_order
+        self._next_order += 1
+        now = self._now_s
+        self._orders.append(
+            TradeOrder(
+                ticket=ticket,
+                time_setup=now,
+                time_setup_msc=now * 1000,
+                time_done=now,
+                time_done_msc=now * 1000,
+                time_expiration=0,
+                type=type_,
+                type_time=c.ORDER_TIME_GTC,
+                type_filling=filling,
+                state=c.ORDER_STATE_FILLED,
+                magic=magic,
+                position_id=position_id,
+                position_by_id=0,
+                reason=reason,
+                volume_initial=0.0,
+                volume_current=0.0,
+                price_open=0.0,
+                sl=0.0,
+                tp=0.0,
+                price_current=0.0,
+                price_stoplimit=0.0,
+                symbol="",
+                comment="",
+                external_id="",
+            )
+        )
+        return ticket
+
+    def _record_deal(
+        self,
+        *,
+        order: int,
+        type_: int,
+        entry: int,
+        magic: int,
+        position_id: int,
+        reason: int,
+        volume: float,
+        price: float,
+        profit: float,
+        symbol: str,
+        comment: str,
+        time_s: int | None = None,
+    ) -> int:
+        ticket = self._next_deal
+        self._next_deal += 1
+        now = self._now_s if time_s is None else time_s
+        self._deals.append(
+            TradeDeal(
+                ticket=ticket,
+                order=order,
+                time=now,
+                time_msc=now * 1000,
+                type=type_,
+                entry=entry,
+                magic=magic,
+                position_id=position_id,
+                reason=reason,
+                volume=volume,
+                price=price,
+                commission=0.0,
+                swap=0.0,
+                profit=profit,
+                fee=0.0,
+                symbol=symbol,
+                comment=comment,
+                external_id="",
+            )
+        )
+        return ticket
+
+    def _check_stops(self, start: int, end: int) -> None:
+        """Close positions whose SL/TP was reached by a bar opened in ``[start, end)``."""
+        for pos in list(self._positions.values()):
+            if not (pos.sl or pos.tp):
+                continue
+            series = self._quote_series[pos.symbol]
+            spec = self._specs[pos.symbol]
+            lo = int(np.searchsorted(series.times, start, side="left"))
+            hi = int(np.searchsorted(series.times, end, side="left"))
+            for bar in series.rates[lo:hi]:
+                hit = _stop_hit(pos, bar, spec.point)
+                if hit is not None:
+                    reason, price = hit
+                    price = round(price, spec.digits)
+                    tag = "sl" if reason == c.DEAL_REASON_SL else "tp"
+                    comment = f"[{tag} {price:.{spec.digits}f}]"
+                    self._close(pos, pos.volume, price, reason, comment, pos.magic)
+                    break
+
+
+def _stop_hit(pos: _Position, bar: np.void, point: float) -> tuple[int, float] | None:
+    """``(DEAL_REASON_SL|TP, fill price)`` when the bar reaches a stop; SL wins a tie."""
+    if pos.type == c.POSITION_TYPE_BUY:  # closed at bid
+        o, h, low = float(bar["open"]), float(bar["high"]), float(bar["low"])
+        if pos.sl and low <= pos.sl:
+            return c.DEAL_REASON_SL, min(o, pos.sl)
+        if pos.tp and h >= pos.tp:
+            return c.DEAL_REASON_TP, max(o, pos.tp)
+        return None
+    spread = int(bar["spread"]) * point  # a sell is closed at ask
+    o, h, low = (float(bar[k]) + spread for k in ("open", "high", "low"))
+    if pos.sl and h >= pos.sl:
+        return c.DEAL_REASON_SL, max(o, pos.sl)
+    if pos.tp and low <= pos.tp:
+        return c.DEAL_REASON_TP, min(o, pos.tp)
+    return None
+
+
+def _volume_ok(volume: float, spec: SymbolSpec) -> bool:
+    if volume < spec.volume_min - _EPS or volume > spec.volume_max + _EPS:
+        return False
+    steps = (volume - spec.volume_min) / spec.volume_step
+    return abs(steps - round(steps)) < 1e-6
+
+
+def _filling_ok(filling: int, flags: int) -> bool:
+    if filling == c.ORDER_FILLING_FOK:
+        return bool(flags & c.SYMBOL_FILLING_FOK)
+    if filling == c.ORDER_FILLING_IOC:
+        return bool(flags & c.SYMBOL_FILLING_IOC)
+    return filling == c.ORDER_FILLING_RETURN
+
+
+def _group_match(symbol: str, group: str | None) -> bool:
+    """MT5 group filter: comma-separated wildcards, ``!`` excludes; the last match decides."""
+    if not group:
+        return True
+    matched = False
+    for raw in group.split(","):
+        pattern = raw.strip()
+        negate = pattern.startswith("!")
+        if fnmatch.fnmatchcase(symbol, pattern.lstrip("!")):
+            matched = not negate
+    return matched
+
+
+def _to_seconds(value: datetime | int | float) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return math.floor(value.timestamp())
+    return int(value)
+
+
+def _period(date_from: datetime | int | None, date_to: datetime | int | None) -> tuple[int, int]:
+    lo = _to_seconds(date_from) if date_from is not None else -(2**62)
+    hi = _to_seconds(date_to) if date_to is not None else 2**62
+    return lo, hi
+
+
+def _timeframe(value: Any) -> Timeframe:
+    if isinstance(value, Timeframe):
+        return value
+    if isinstance(value, str) and not value.isdigit():
+        return Timeframe[value.upper()]
+    return Timeframe(int(value))
+
+
+def _load_series(bars: pd.DataFrame) -> dict[tuple[str, Timeframe], _Series]:
+    required = ["symbol", "timeframe", "time", "open", "high", "low", "close"]
+    missing = [col for col in required if col not in bars.columns]
+    if missing:
+        raise ValueError(f"bars lack columns {missing}")
+    df = bars.copy()
+    times = pd.to_datetime(df["time"], utc=True)
+    df["_t"] = pd.DatetimeIndex(times).as_unit("s").asi8
+    for col, default in (("tick_volume", 0), ("spread", 0), ("real_volume", 0)):
+        if col not in df.columns:
+            df[col] = default
+    df["_tf"] = [_timeframe(v) for v in df["timeframe"]]
+    out: dict[tuple[str, Timeframe], _Series] = {}
+    for (symbol, tf), group in df.groupby(["symbol", "_tf"], sort=True):
+        group = group.sort_values("_t").drop_duplicates("_t", keep="last")
+        rates = np.zeros(len(group), dtype=RATES_DTYPE)
+        rates["time"] = group["_t"].to_numpy()
+        for col in ("open", "high", "low", "close", "tick_volume", "spread", "real_volume"):
+            rates[col] = group[col].to_numpy()
+        timeframe = _timeframe(tf)
+        out[(str(symbol), timeframe)] = _Series(timeframe, rates)
+    return out
