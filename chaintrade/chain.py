@@ -114,11 +114,12 @@ class ChainContext:
     @classmethod
     def from_headers(cls, sink: EventSink, headers: Mapping[str, str]) -> ChainContext:
         """Continue a chain started by the caller (missing or bad ids start a new one)."""
+        lower = {k.lower(): v for k, v in headers.items()}  # HTTP header names ignore case
         return cls(
             sink,
-            chain_id=_parse_uuid(headers.get(HEADER_CHAIN_ID)),
-            request_id=_parse_uuid(headers.get(HEADER_REQUEST_ID)),
-            source_service=headers.get(HEADER_SOURCE_SERVICE),
+            chain_id=_parse_uuid(lower.get(HEADER_CHAIN_ID.lower())),
+            request_id=_parse_uuid(lower.get(HEADER_REQUEST_ID.lower())),
+            source_service=lower.get(HEADER_SOURCE_SERVICE.lower()),
         )
 
     def headers(self, service_name: str) -> dict[str, str]:

@@ -726,10 +726,11 @@ class ChainWriter:
 # ------------------------------------------------------------------------- reads
 
 
-def count_chains(url: str) -> int:
-    """Number of distinct chains in ``chain_history``."""
+def count_chains(url: str, since: datetime | None = None) -> int:
+    """Number of distinct chains in ``chain_history`` (with events at or after ``since``)."""
+    query = "SELECT count(DISTINCT chain_id) FROM chain_history WHERE timestamp >= %s"
     with connect(url) as conn:
-        row = conn.execute("SELECT count(DISTINCT chain_id) FROM chain_history").fetchone()
+        row = conn.execute(query, (since or datetime(1970, 1, 1, tzinfo=UTC),)).fetchone()
         return int(row[0]) if row else 0
 
 

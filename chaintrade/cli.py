@@ -20,6 +20,11 @@ app = typer.Typer(help="Chaintrade: an ML trading platform for MetaTrader 5.", n
 console = Console()
 
 
+@app.callback()
+def _main() -> None:
+    """Chaintrade: an ML trading platform for MetaTrader 5."""
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     """Settings for an embedded Airflow whose state lives under ``var/airflow``."""
     return {
@@ -58,6 +63,8 @@ def run_demo_dag(settings: Settings, conf: dict[str, Any]) -> tuple[str, dict[st
 def demo(
     max_bars: Annotated[int | None, typer.Option(help="Use only the last N real bars.")] = None,
     holdout_bars: Annotated[int, typer.Option(help="Bars per symbol replayed live.")] = 300,
+    buy_threshold: Annotated[float, typer.Option(help="|strength| that opens a trade.")] = 0.3,
+    close_band: Annotated[float, typer.Option(help="|strength| below which trades close.")] = 0.1,
 ) -> None:
     """Run the whole platform once, end to end, on one machine (about 5 minutes)."""
     from chaintrade.db import database_url
@@ -68,7 +75,12 @@ def demo(
         os.environ["CHAINTRADE_DB_URL"] = url
         get_settings.cache_clear()
         settings = get_settings()
-        conf = {"holdout_bars": holdout_bars, "max_bars": max_bars}
+        conf = {
+            "holdout_bars": holdout_bars,
+            "max_bars": max_bars,
+            "buy_threshold": buy_threshold,
+            "close_band": close_band,
+        }
         console.print(
             f"[bold]Chaintrade demo[/] — state in {settings.home}, database {_redact(url)}"
         )
@@ -108,9 +120,16 @@ def print_summary(summary: dict[str, Any], durations: dict[str, float]) -> None:
     table.add_row("model", f"{model['model_name']} v{model['model_version']} @champion")
     table.add_row("validation AUC", f"{model['metrics']['auc']:.3f}")
     table.add_row("bars replayed", str(replay["bars"]))
+    params = summary["params"]
+    table.add_row(
+        "demo thresholds (buy/close)", f"{params['buy_threshold']} / {params['close_band']}"
+    )
     table.add_row("orders sent / filled", f"{replay['orders_sent']} / {replay['orders_filled']}")
     table.add_row("realized PnL", f"{replay['realized_pnl']:.2f}")
-    table.add_row("chains in chain_history", str(summary["chains_in_db"]))
+    table.add_row(
+        "chains written (this run / in table)",
+        f"{summary['chains_this_run']} / {summary['chains_in_db']}",
+    )
     table.add_row(
         "prediction call p50 / p99",
         f"{replay['latency_p50_ms']:.2f} / {replay['latency_p99_ms']:.2f} ms",

@@ -103,14 +103,14 @@ def run_agent_replay(
     symbols: list[str],
     timeframe: str,
     out_path: Path,
-    extra_args: list[str] | None = None,
+    agent_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the live agent over the simulator as its own process; return its JSON summary."""
     cmd = [sys.executable, "-m", "live_agent", "replay", "--serving-url", serving_url]
     cmd += ["--start", start, "--timeframe", timeframe, "--out", str(out_path)]
     for symbol in symbols:
         cmd += ["--symbol", symbol]
-    cmd += extra_args or []
-    subprocess.run(cmd, cwd=PROJECT_ROOT, env=child_env(settings), check=True)
+    env = child_env(settings, **(agent_env or {}))
+    subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=True)
     result: dict[str, Any] = json.loads(out_path.read_text())
     return result

@@ -26,6 +26,10 @@ class DemoParams:
     horizon_bars: int = 1
     synthetic_seed: int = 42
     max_bars: int | None = None  # keep only the last N bars per symbol (tiny runs, tests)
+    # The seed rule trades at |strength| > 0.7; a model as weak as an honest H1 direction
+    # model rarely gets there, so the demo trades at lower thresholds to show the loop.
+    buy_threshold: float = 0.3
+    close_band: float = 0.1
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> DemoParams:
@@ -117,7 +121,9 @@ def ingest_step(conf: dict[str, Any] | None, run_name: str) -> dict[str, Any]:
     params = DemoParams.from_mapping(conf)
     url = require_db_url(settings)
     migrate(url)
-    return {"params": params.as_dict(), **ingest(settings, params, db_url=url, run_name=run_name)}
+    started_at = pd.Timestamp.now(tz="UTC").isoformat()
+    result = ingest(settings, params, db_url=url, run_name=run_name)
+    return {"params": params.as_dict(), "started_at": started_at, **result}
 
 
 def publish_features_step(info: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +154,7 @@ def train_step(info: dict[str, Any]) -> dict[str, Any]:
     return asdict(result)
 
 
-def replay_step(info: dict[str, Any], agent_args: list[str] | None = None) -> dict[str, Any]:
+def replay_step(info: dict[str, Any]) -> dict[str, Any]:
     """DAG task: ``bentoml serve`` the champion and replay the hold-out through the agent."""
     from chaintrade.demo import bentoml_serve, run_agent_replay
     from chaintrade.settings import get_settings
@@ -164,7 +170,11 @@ def replay_step(info: dict[str, Any], agent_args: list[str] | None = None) -> di
             symbols=info["symbols"],
             timeframe=params.timeframe,
             out_path=runs / "agent_summary.json",
-            extra_args=agent_args,
+            agent_env={
+                "CHAINTRADE_AGENT_BUY_THRESHOLD": str(params.buy_threshold),
+                "CHAINTRADE_AGENT_SELL_THRESHOLD": str(-params.buy_threshold),
+                "CHAINTRADE_AGENT_CLOSE_BAND": str(params.close_band),
+            },
         )
 
 
@@ -180,10 +190,14 @@ def summary_step(
     settings = get_settings()
     summary = {
         "ingest": {k: v for k, v in info.items() if k != "params"},
+        "params": info["params"],
         "features": features,
         "model": model,
         "replay": replay,
         "chains_in_db": count_chains(require_db_url(settings)),
+        "chains_this_run": count_chains(
+            require_db_url(settings), since=pd.Timestamp(info["started_at"]).to_pydatetime()
+        ),
         "artifacts": {
             "data_docs": info["data_docs"],
             "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow_uri}",

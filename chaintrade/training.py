@@ -38,9 +38,8 @@ class TrainResult:
 def labels_before(labels: pd.DataFrame, cutoff: datetime, horizon_bars: int) -> pd.DataFrame:
     """Labels whose whole forward window closes before ``cutoff`` (purges the last ``horizon``)."""
     kept = labels[labels["time"] < pd.Timestamp(cutoff)].sort_values(["symbol", "time"])
-    return kept.groupby("symbol", group_keys=False).apply(
-        lambda g: g.iloc[: max(len(g) - horizon_bars, 0)]
-    )
+    from_end = kept.groupby("symbol").cumcount(ascending=False)
+    return kept[from_end >= horizon_bars]
 
 
 def walk_forward_split(

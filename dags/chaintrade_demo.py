@@ -27,7 +27,13 @@ from airflow.sdk import dag, get_current_context, task
     doc_md=__doc__,
     tags=["chaintrade", "demo"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
-    params={"holdout_bars": 300, "horizon_bars": 1, "max_bars": None},
+    params={
+        "holdout_bars": 300,
+        "horizon_bars": 1,
+        "max_bars": None,
+        "buy_threshold": 0.3,
+        "close_band": 0.1,
+    },
 )
 def chaintrade_demo() -> None:
     @task(execution_timeout=timedelta(minutes=10))

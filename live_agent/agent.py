@@ -115,6 +115,7 @@ class Agent:
             halted=settings.halted,
         )
         self._last_bar: dict[str, pd.DataFrame] = {}
+        self._last_seen: dict[str, pd.Timestamp] = {}
 
     @classmethod
     def from_settings(
@@ -153,6 +154,7 @@ class Agent:
         except ServiceUnavailable as exc:
             return replace(base, error=f"collector:{exc.reason}")
         current = bars.iloc[[-1]].reset_index(drop=True)
+        self._last_seen[symbol] = current["time"].iloc[0]
         bar_time = current["time"].iloc[0].to_pydatetime()
         base = replace(base, bar_time=bar_time)
 
@@ -243,8 +245,17 @@ class Agent:
         for _ in range(n_bars):
             if not sim.advance():
                 break
-            outcomes.extend(self.on_closed_bar(symbol) for symbol in symbols)
+            outcomes.extend(self.on_closed_bar(s) for s in symbols if self.has_new_bar(s))
         return summarize(outcomes, self.realized_pnl())
+
+    def has_new_bar(self, symbol: str) -> bool:
+        """Whether a bar of ``symbol`` closed since the last chain (the poll of a live loop)."""
+        rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, 1)
+        if rates is None or len(rates) == 0:
+            return True  # let the collector step record why the terminal gave nothing
+        last = self._last_seen.get(symbol)
+        closed = pd.Timestamp(int(rates["time"][-1]), unit="s", tz="UTC")
+        return last is None or bool(closed > last)
 
     def realized_pnl(self) -> float:
         """Sum of profit, swap, commission and fees of this magic number's closing deals."""
