@@ -80,7 +80,7 @@ def test_champion_alias_and_orders(demo_run: tuple[Path, str, dict]) -> None:
 
 
 def test_ingest_landed_and_data_docs_written(demo_run: tuple[Path, str, dict]) -> None:
-    home, url, run = demo_run
+    _, url, run = demo_run
     with connect(url) as conn:
         (rows,) = conn.execute("SELECT count(*) FROM market_data").fetchone()
     assert rows == run["summary"]["ingest"]["bars"] == 1800
