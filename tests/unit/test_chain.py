@@ -40,9 +40,12 @@ def test_step_records_dependencies_and_error_context() -> None:
         with step.dependency("serving", "/predict", attempt=1):
             pass
         step.metadata["symbol"] = "EURUSD"
-    with pytest.raises(ServiceUnavailable), ctx.step("execution") as step:
-        with step.dependency("mt5", "order_send"):
-            raise ServiceUnavailable("terminal gone")
+    with (
+        pytest.raises(ServiceUnavailable),
+        ctx.step("execution") as step,
+        step.dependency("mt5", "order_send"),
+    ):
+        raise ServiceUnavailable("terminal gone")
     ok, failed = sink.events
     assert ok.event_type == "complete" and ok.metadata == {"symbol": "EURUSD"}
     assert ok.dependencies[0].status == "ok" and ok.dependencies[0].duration_ms >= 0
