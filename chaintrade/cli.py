@@ -7,16 +7,20 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from chaintrade.cli_data import data_app
 from chaintrade.settings import PROJECT_ROOT, Settings, get_settings
 
 app = typer.Typer(help="Chaintrade: an ML trading platform for MetaTrader 5.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console()
 
 
@@ -95,6 +99,60 @@ def demo(
     )
 
 
+models_app = typer.Typer(help="The model registry (MLflow).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@app.command()
+def train(
+    cutoff: Annotated[
+        datetime | None, typer.Option(help="Train on labels known before this (UTC); default: all.")
+    ] = None,
+    timeframe: Annotated[str, typer.Option()] = "H1",
+    horizon_bars: Annotated[int, typer.Option(help="Label horizon in bars.")] = 1,
+) -> None:
+    """Train an ensemble from the offline store, register it, and run the promotion gate."""
+    from chaintrade.training import TrainConfig, train_and_register
+
+    settings = get_settings()
+    when = pd.Timestamp(cutoff or datetime.now(UTC))
+    when = when.tz_localize("UTC") if when.tzinfo is None else when
+    with console.status("training (Feast point-in-time set → XGBoost members → MLflow)"):
+        result = train_and_register(
+            settings,
+            cutoff=when.to_pydatetime(),
+            config=TrainConfig(timeframe=timeframe, horizon_bars=horizon_bars),
+        )
+    verdict = "[green]promoted to champion[/]" if result.promoted else "[yellow]not promoted[/]"
+    console.print(
+        f"{result.model_name} v{result.model_version}: test AUC {result.metrics['auc']:.3f}, "
+        f"{verdict} — {result.gate_reason}"
+    )
+
+
+@models_app.command("compare")
+def models_compare() -> None:
+    """Every registered version: aliases, test metrics and the gate's decision."""
+    from chaintrade.registry import compare
+
+    settings = get_settings()
+    table = Table(title=f"{settings.model_name} at {settings.mlflow_uri}")
+    frame = compare(settings)
+    for column in ("version", "aliases", "test_auc", "test_sharpe", "confidence", "gate", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in frame.to_dict("records"):
+        table.add_row(
+            str(row["version"]),
+            str(row["aliases"]),
+            f"{row['test_auc']:.4f}",
+            f"{row['test_sharpe']:.2f}",
+            f"{row['confidence']:.3f}",
+            str(row["gate"]),
+            str(row["reason"]),
+        )
+    console.print(table)
+
+
 def _redact(url: str) -> str:
     from urllib.parse import urlsplit
 
@@ -118,7 +176,8 @@ def print_summary(summary: dict[str, Any], durations: dict[str, float]) -> None:
     table.add_row("bars ingested (rejected)", f"{ingest['bars']} ({ingest['rejected']})")
     table.add_row("symbols", ", ".join(ingest["symbols"]))
     table.add_row("model", f"{model['model_name']} v{model['model_version']} @champion")
-    table.add_row("validation AUC", f"{model['metrics']['auc']:.3f}")
+    table.add_row("test AUC (ensemble)", f"{model['metrics']['auc']:.3f}")
+    table.add_row("promotion gate", "promoted" if model["promoted"] else "refused")
     table.add_row("bars replayed", str(replay["bars"]))
     params = summary["params"]
     table.add_row(

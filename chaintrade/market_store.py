@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from chaintrade.db import connect
@@ -16,7 +17,6 @@ log = logging.getLogger(__name__)
 
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _INT_COLUMNS = ("tick_volume", "spread", "real_volume")
-_STAGE_TYPES = ["text", "text", "timestamptz", *(["float8"] * 4), *(["int8"] * 3)]
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS market_data_stage (
     symbol text, timeframe text, "time" timestamptz, open float8, high float8, low float8,
@@ -55,7 +55,7 @@ def _timeframe_name(value: Any) -> str:
     return str(value)
 
 
-def _prepare(bars: pd.DataFrame) -> list[tuple[Any, ...]]:
+def _prepare(bars: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in BAR_FRAME_COLUMNS if c not in bars.columns]
     if missing:
         raise DataValidationError(
@@ -84,42 +84,74 @@ def _prepare(bars: pd.DataFrame) -> list[tuple[Any, ...]]:
         time=times.dt.tz_convert("UTC"),
     ).drop_duplicates(["symbol", "timeframe", "time"], keep="last")
     try:
-        ints = [frame[c].astype("int64").tolist() for c in _INT_COLUMNS]
+        ints = {c: frame[c].astype("int64") for c in _INT_COLUMNS}
     except (TypeError, ValueError) as exc:
         raise DataValidationError(f"bar volumes/spread must be integers: {exc}") from exc
-    prices = [frame[c].astype("float64").tolist() for c in _PRICE_COLUMNS]
-    stamps: list[datetime] = list(pd.DatetimeIndex(frame["time"]).as_unit("us").to_pydatetime())
-    return list(
-        zip(
-            frame["symbol"].tolist(),
-            frame["timeframe"].tolist(),
-            stamps,
-            *prices,
-            *ints,
-            strict=True,
-        )
-    )
+    prices = {c: frame[c].astype("float64") for c in _PRICE_COLUMNS}
+    return frame.assign(**prices, **ints).reset_index(drop=True)
+
+
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def encode_copy_binary(bars: pd.DataFrame) -> list[bytes]:
+    """Bars (``BAR_FRAME_COLUMNS``, UTC times) as PostgreSQL binary COPY chunks, vectorized.
+
+    One fixed-width numpy record per row within each (symbol, timeframe) group: the first
+    chunk starts with the COPY header, the last ends with the trailer.
+    """
+    chunks: list[bytes] = [_COPY_HEADER]
+    for (symbol, timeframe), group in bars.groupby(["symbol", "timeframe"], sort=False):
+        sym, tf = str(symbol).encode(), str(timeframe).encode()
+        fields: list[tuple[str, str]] = [("n", ">i2")]
+        fields += [("l_symbol", ">i4"), ("symbol", f"S{len(sym)}")]
+        fields += [("l_timeframe", ">i4"), ("timeframe", f"S{len(tf)}")]
+        fields += [("l_time", ">i4"), ("time", ">i8")]
+        fields += [x for c in _PRICE_COLUMNS for x in ((f"l_{c}", ">i4"), (c, ">f8"))]
+        fields += [x for c in _INT_COLUMNS for x in ((f"l_{c}", ">i4"), (c, ">i8"))]
+        rec = np.empty(len(group), dtype=np.dtype(fields))
+        rec["n"] = 10
+        rec["l_symbol"], rec["symbol"] = len(sym), sym
+        rec["l_timeframe"], rec["timeframe"] = len(tf), tf
+        rec["l_time"] = 8
+        rec["time"] = group["time"].astype("int64").to_numpy() // 1000 - _PG_EPOCH_US
+        for c in (*_PRICE_COLUMNS, *_INT_COLUMNS):
+            rec[f"l_{c}"] = 8
+            rec[c] = group[c].to_numpy()
+        chunks.append(rec.tobytes())
+    chunks.append(_COPY_TRAILER)
+    return chunks
+
+
+def copy_into_stage(cur: Any, bars: pd.DataFrame) -> int:
+    """COPY a checked bars frame into the session's ``market_data_stage``; rows copied."""
+    cur.execute(_CREATE_STAGE)
+    with cur.copy(_COPY_STAGE) as copy:
+        step = 8 << 20
+        for chunk in encode_copy_binary(bars):
+            for i in range(0, len(chunk), step):
+                copy.write(chunk[i : i + step])
+    return len(bars)
 
 
 def load_bars(url: str, bars: pd.DataFrame) -> int:
     """Upsert a bars frame (``BAR_FRAME_COLUMNS``) into ``market_data``; return rows inserted.
 
+    Binary COPY into a temporary staging table, then one ``INSERT ... ON CONFLICT``.
     Idempotent: loading the same frame again inserts and changes nothing; a bar whose
     values changed is updated in place. Duplicate keys within the frame keep the last row.
     """
-    rows = _prepare(bars)
-    if not rows:
+    frame = _prepare(bars)
+    if frame.empty:
         return 0
     with connect(url) as conn, conn.transaction(), conn.cursor() as cur:
-        cur.execute(_CREATE_STAGE)
-        with cur.copy(_COPY_STAGE) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for row in rows:
-                copy.write_row(row)
+        copy_into_stage(cur, frame)
         cur.execute(_UPSERT)
         result = cur.fetchone()
     inserted, updated = (int(result[0]), int(result[1])) if result else (0, 0)
-    log.info("market_data: %d bar(s) inserted, %d updated of %d", inserted, updated, len(rows))
+    log.info("market_data: %d bar(s) inserted, %d updated of %d", inserted, updated, len(frame))
     return inserted
 
 
@@ -145,4 +177,4 @@ def read_bars(
     return frame
 
 
-__all__ = ["load_bars", "read_bars"]
+__all__ = ["copy_into_stage", "encode_copy_binary", "load_bars", "read_bars"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,17 +59,10 @@ def load_demo_bars(params: DemoParams) -> pd.DataFrame:
 
 
 def write_lake(bars: pd.DataFrame, lake_dir: Path) -> list[Path]:
-    """One Parquet file per symbol under ``bars/symbol=<S>/``: re-ingest replaces, never doubles."""
-    root = lake_dir / "bars"
-    written = []
-    for symbol, group in bars.groupby("symbol"):
-        folder = root / f"symbol={symbol}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        path = folder / "bars.parquet"
-        group.drop(columns="symbol").to_parquet(path, index=False, coerce_timestamps="us")
-        written.append(path)
-    return written
+    """Bars into ``bars/symbol=<S>/date=<D>/part.parquet``: re-ingest merges, never doubles."""
+    from chaintrade.lake import write_bars
+
+    return write_bars(bars, lake_dir)
 
 
 def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str) -> dict[str, Any]:
@@ -140,16 +132,15 @@ def publish_features_step(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_step(info: dict[str, Any]) -> dict[str, Any]:
-    """DAG task: train on Feast's point-in-time set, register, alias ``champion``."""
+    """DAG task: train the ensemble on Feast's point-in-time set; register; promotion gate."""
     from chaintrade.settings import get_settings
-    from chaintrade.training import train_and_register
+    from chaintrade.training import TrainConfig, train_and_register
 
     params = DemoParams.from_mapping(info["params"])
     result = train_and_register(
         get_settings(),
         cutoff=pd.Timestamp(info["holdout_start"]).to_pydatetime(),
-        horizon_bars=params.horizon_bars,
-        timeframe=params.timeframe,
+        config=TrainConfig(timeframe=params.timeframe, horizon_bars=params.horizon_bars),
     )
     return asdict(result)
 

@@ -1,6 +1,6 @@
-"""Great Expectations guard for raw bars, with Data Docs written to a folder you choose.
+"""Great Expectations guards for raw bars and ticks, with Data Docs kept per run.
 
-``great_expectations`` (a ~6 s import) is imported inside ``validate_bars_with_ge`` only,
+``great_expectations`` (a ~6 s import) is imported inside ``run_checkpoint`` only,
 so importing this module stays light.
 """
 
@@ -17,7 +17,9 @@ from chaintrade.domain import BAR_FRAME_COLUMNS
 from chaintrade.errors import DataValidationError
 
 SUITE_NAME = "raw_bars"
+TICK_SUITE_NAME = "raw_ticks"
 _PRICES = ("open", "high", "low", "close")
+_TICK_COLUMNS = ("symbol", "time_msc", "time", "bid", "ask", "last", "volume", "flags")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class QualityReport:
     evaluated: int
     failed: list[str] = field(default_factory=list)
     docs_index: Path = Path()
+    site_index: Path = Path()
+    suite: str = SUITE_NAME
 
     def raise_for_failure(self) -> None:
         """Raise ``DataValidationError`` listing the failed expectations, if any."""
@@ -38,7 +42,7 @@ class QualityReport:
             name = line.split(":", 1)[0].split("(", 1)[0]
             counts[name] = counts.get(name, 0) + 1
         raise DataValidationError(
-            f"{len(self.failed)} of {self.evaluated} bar expectations failed "
+            f"{len(self.failed)} of {self.evaluated} {self.suite} expectations failed "
             f"(Data Docs: {self.docs_index}):\n  " + "\n  ".join(self.failed),
             counts=counts,
         )
@@ -129,19 +133,117 @@ def _describe(result: Any) -> str:
     return f"{head}: failed"
 
 
-def validate_bars_with_ge(bars: pd.DataFrame, *, run_name: str, docs_dir: Path) -> QualityReport:
-    """Validate a bar frame with the ``raw_bars`` suite and write Data Docs under ``docs_dir``.
+def _tick_expectations(ticks: pd.DataFrame) -> list[Any]:
+    import great_expectations.expectations as gxe
 
-    Uses an ephemeral GX context: pandas datasource, dataframe asset, whole-dataframe batch,
-    a Checkpoint with ``UpdateDataDocsAction``. The HTML index is ``docs_dir / "index.html"``.
+    exps: list[Any] = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=list(_TICK_COLUMNS), exact_match=False)
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToNotBeNull(column=c)
+        for c in ("symbol", "time_msc", "time", "bid", "ask")
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True)
+        for c in ("bid", "ask")
+    ]
+    exps.append(
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="ask", column_B="bid", or_equal=True)
+    )
+    exps.append(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
+    symbols = sorted(ticks["symbol"].dropna().astype(str).unique()) if "symbol" in ticks else []
+    for symbol in symbols:
+        exps.append(
+            gxe.ExpectColumnValuesToBeIncreasing(
+                column="time_msc",
+                strictly=False,
+                row_condition=f"symbol == {symbol!r}",
+                condition_parser="pandas",
+            )
+        )
+    return exps
+
+
+def validate_bars_with_ge(bars: pd.DataFrame, *, run_name: str, docs_dir: Path) -> QualityReport:
+    """Validate a bar frame with the ``raw_bars`` suite; Data Docs for this run are kept.
+
+    Each run gets its own Data Docs site under ``docs_dir/runs/<UTC stamp>_<run_name>/``
+    (``docs_index``); ``docs_dir/index.html`` (``site_index``) lists every run kept, newest
+    first, with its outcome.
     """
+    return run_checkpoint(
+        bars,
+        suite_name=SUITE_NAME,
+        expectations=_expectations(bars),
+        run_name=run_name,
+        docs_dir=docs_dir,
+    )
+
+
+def validate_ticks_with_ge(ticks: pd.DataFrame, *, run_name: str, docs_dir: Path) -> QualityReport:
+    """Validate a tick frame with the ``raw_ticks`` suite (like ``validate_bars_with_ge``)."""
+    return run_checkpoint(
+        ticks,
+        suite_name=TICK_SUITE_NAME,
+        expectations=_tick_expectations(ticks),
+        run_name=run_name,
+        docs_dir=docs_dir,
+    )
+
+
+def _write_site_index(docs_dir: Path) -> Path:
+    """``docs_dir/index.html``: one line per kept run, newest first."""
+    import html
+    import json
+
+    runs = []
+    for entry in sorted((docs_dir / "runs").glob("*/run.json"), reverse=True):
+        info = json.loads(entry.read_text())
+        runs.append((entry.parent.name, info))
+    rows = "\n".join(
+        f'<tr><td><a href="runs/{html.escape(name)}/index.html">{html.escape(name)}</a></td>'
+        f"<td>{html.escape(info['suite'])}</td>"
+        f"<td>{'passed' if info['success'] else 'FAILED'}</td>"
+        f"<td>{info['evaluated'] - len(info['failed'])}/{info['evaluated']}</td>"
+        f"<td>{html.escape('; '.join(info['failed'])[:500])}</td></tr>"
+        for name, info in runs
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Chaintrade data quality"
+        "</title><style>body{font-family:sans-serif}td,th{padding:4px 10px;"
+        "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
+        "<h1>Chaintrade data quality: Great Expectations runs</h1>"
+        "<table><tr><th>run</th><th>suite</th><th>outcome</th><th>expectations met</th>"
+        f"<th>failures</th></tr>{rows}</table></body></html>"
+    )
+    index = docs_dir / "index.html"
+    index.write_text(page)
+    return index
+
+
+def run_checkpoint(
+    frame: pd.DataFrame,
+    *,
+    suite_name: str,
+    expectations: list[Any],
+    run_name: str,
+    docs_dir: Path,
+) -> QualityReport:
+    """Run one suite over ``frame`` as a GX Checkpoint with ``UpdateDataDocsAction``.
+
+    Uses an ephemeral GX context: pandas datasource, dataframe asset, whole-dataframe batch.
+    """
+    import json
+
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     docs_dir = Path(docs_dir).resolve()
-    docs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+    run_dir = docs_dir / "runs" / f"{stamp}_{suite_name}_{_safe_name(run_name)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.update_data_docs_site(
@@ -150,32 +252,32 @@ def validate_bars_with_ge(bars: pd.DataFrame, *, run_name: str, docs_dir: Path) 
             "class_name": "SiteBuilder",
             "store_backend": {
                 "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir),
+                "base_directory": str(run_dir),
             },
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
     batch_definition = (
-        context.data_sources.add_pandas("bars")
-        .add_dataframe_asset(name="raw_bars")
+        context.data_sources.add_pandas(suite_name)
+        .add_dataframe_asset(name=suite_name)
         .add_batch_definition_whole_dataframe("all_rows")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
-    for expectation in _expectations(bars):
+    suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
+    for expectation in expectations:
         suite.add_expectation(expectation)
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{SUITE_NAME}_validation", data=batch_definition, suite=suite)
+        gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch_definition, suite=suite)
     )
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
-            name=f"{SUITE_NAME}_checkpoint",
+            name=f"{suite_name}_checkpoint",
             validation_definitions=[definition],
             actions=[UpdateDataDocsAction(name="update_data_docs", site_names=["local_site"])],
             result_format={"result_format": "SUMMARY"},
         )
     )
     result = checkpoint.run(
-        batch_parameters={"dataframe": bars},
+        batch_parameters={"dataframe": frame},
         run_id=RunIdentifier(run_name=_safe_name(run_name)),
     )
     failed: list[str] = []
@@ -185,9 +287,24 @@ def validate_bars_with_ge(bars: pd.DataFrame, *, run_name: str, docs_dir: Path) 
             evaluated += 1
             if not res.success:
                 failed.append(_describe(res))
+    success = bool(result.success)
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "suite": suite_name,
+                "run_name": run_name,
+                "success": success,
+                "evaluated": evaluated,
+                "failed": failed,
+                "rows": len(frame),
+            }
+        )
+    )
     return QualityReport(
-        success=bool(result.success),
+        success=success,
         evaluated=evaluated,
         failed=failed,
-        docs_index=docs_dir / "index.html",
+        docs_index=run_dir / "index.html",
+        site_index=_write_site_index(docs_dir),
+        suite=suite_name,
     )

@@ -44,4 +44,5 @@ class Prediction(BaseModel):
     model_name: str
     model_version: str
     feature_timestamp: datetime
+    members: dict[str, float] = Field(default_factory=dict, description="P(up) per member.")
     timings_ms: dict[str, float] = Field(default_factory=dict)

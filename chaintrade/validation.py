@@ -1,69 +1,560 @@
-"""One bar validator shared by batch ingest and the live agent: every rejection has a reason."""
+"""One validator for bars and ticks, shared by batch ingest and the live agent.
+
+Every rejected row gets exactly one reason code (the first rule it fails, in the order of
+``Reason``); rejected rows go to ``quarantine`` with a ``reason`` column, good rows go on,
+``counts`` holds rejected rows per reason. Gaps in a bar series are *findings*, not
+rejections (the bars on either side are good): they are listed in ``gaps``.
+
+Row rules (need no history): schema, types, nulls, price > 0, ask >= bid, OHLC
+consistency, volume >= 0, market-closed calendar. Sequence rules (per series, in time
+order, on the rows that passed the row rules): duplicate and out-of-order times, spikes,
+stale quotes. Spike and stale rules need context (``min_context`` earlier rows,
+``stale_run`` repeats); rows without enough context before them are never rejected by
+those rules, so a 2-row frame from the live agent is only checked by the cheap rules.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from chaintrade.domain import BAR_FRAME_COLUMNS
+from chaintrade.domain import BAR_FRAME_COLUMNS, Timeframe
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+TICK_FRAME_COLUMNS: Final = (
+    "symbol",
+    "time_msc",
+    "time",
+    "bid",
+    "ask",
+    "last",
+    "volume",
+    "flags",
+)
+_TF_MINUTES: Final = {tf.name: tf.minutes for tf in Timeframe}
 
 
 class Reason:
-    """Reason codes for rejected bars (stable strings; they are counted and stored)."""
+    """Reason codes for rejected bars and ticks (stable strings; counted and stored)."""
 
     MISSING_VALUE = "missing_value"
+    INVALID_TYPE = "invalid_type"
     NON_POSITIVE_PRICE = "non_positive_price"
+    ASK_BELOW_BID = "ask_below_bid"
     OHLC_INCONSISTENT = "ohlc_inconsistent"
     NEGATIVE_VOLUME = "negative_volume"
+    MARKET_CLOSED = "market_closed"
     DUPLICATE_TIME = "duplicate_time"
     OUT_OF_ORDER = "out_of_order"
+    SPIKE = "spike"
+    STALE = "stale"
+    # A finding, not a rejection: bars missing inside an open session.
+    GAP = "gap"
+
+
+# --------------------------------------------------------------------------- calendar
+
+
+@dataclass(frozen=True)
+class SessionCalendar:
+    """When a market is closed: a weekly window plus holidays, in a time zone.
+
+    The market closes each week at ``close_day``/``close_hour`` and reopens at
+    ``open_day``/``open_hour`` (weekday 0 = Monday, local time of ``tz``). A holiday
+    ``"MM-DD"`` closes the market from ``close_hour`` of the day before to ``close_hour``
+    of that day (the FX convention: the trading day of Dec 25 runs from Dec 24 17:00 New
+    York). Quotes stamped within ``grace_minutes`` after the close are still accepted
+    (brokers print a last quote at the close). Bars are judged by their open time.
+    """
+
+    name: str
+    tz: str
+    close_day: int
+    close_hour: int
+    open_day: int
+    open_hour: int
+    holidays: tuple[str, ...] = ()
+    grace_minutes: int = 1
+
+    def is_closed(self, times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+        """True where a UTC time falls in the closed window or on a holiday."""
+        index = pd.DatetimeIndex(times)
+        if index.tz is None:
+            index = index.tz_localize("UTC")
+        local = index.tz_convert(self.tz)
+        minute = (
+            local.dayofweek.to_numpy() * 1440
+            + local.hour.to_numpy() * 60
+            + local.minute.to_numpy()
+            + local.second.to_numpy() / 60.0
+        )
+        close = self.close_day * 1440 + self.close_hour * 60 + self.grace_minutes
+        reopen = self.open_day * 1440 + self.open_hour * 60
+        if close <= reopen:
+            closed = (minute >= close) & (minute < reopen)
+        else:  # the window wraps around Monday 00:00
+            closed = (minute >= close) | (minute < reopen)
+        if self.holidays:
+            # the trading day a time belongs to: the local day, shifted at close_hour
+            shifted = local + pd.Timedelta(hours=(24 - self.close_hour) % 24)
+            day = shifted.month.to_numpy() * 100 + shifted.day.to_numpy()
+            wanted = [int(h[:2]) * 100 + int(h[3:]) for h in self.holidays]
+            closed |= np.isin(day, wanted)
+        return np.asarray(closed, dtype=bool)
+
+
+# FX as most brokers run it: Friday 17:00 to Sunday 17:00 New York, Christmas and New Year.
+FX_NEW_YORK: Final = SessionCalendar(
+    "fx_new_york", "America/New_York", 4, 17, 6, 17, holidays=("12-25", "01-01")
+)
+# The synthetic generator's calendar: no bars or ticks on Saturday and Sunday UTC.
+UTC_WEEKDAYS: Final = SessionCalendar("utc_weekdays", "UTC", 5, 0, 0, 0)
+# The window in which no FX venue trades whatever its convention or DST: Saturday 00:00
+# to Sunday 21:00 UTC. The default when no calendar is given.
+FX_WEEKEND_CORE: Final = SessionCalendar("fx_weekend_core", "UTC", 5, 0, 6, 21)
+CALENDARS: Final = {c.name: c for c in (FX_NEW_YORK, UTC_WEEKDAYS, FX_WEEKEND_CORE)}
+
+
+# --------------------------------------------------------------------------- result
+
+
+def _empty_gaps() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": pd.Series([], dtype=object),
+            "timeframe": pd.Series([], dtype=object),
+            "after": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "before": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "missing_bars": pd.Series([], dtype="int64"),
+        }
+    )
 
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Good rows go on; rejected rows are kept in ``quarantine`` with a ``reason`` column."""
+    """Good rows go on; rejected rows are kept in ``quarantine`` with a ``reason`` column.
+
+    ``gaps`` lists bars missing inside open sessions (only judged when a calendar is
+    given); they are findings, counted in ``findings``, and reject no row.
+    """
 
     good: pd.DataFrame
     quarantine: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    gaps: pd.DataFrame = field(default_factory=_empty_gaps)
 
     @property
     def rejected(self) -> int:
         return len(self.quarantine)
 
+    @property
+    def total(self) -> int:
+        return len(self.good) + len(self.quarantine)
 
-def validate_bars(bars: pd.DataFrame) -> ValidationResult:
-    """Check bars of any number of symbols; the first failing rule gives a row its reason."""
+    @property
+    def findings(self) -> dict[str, int]:
+        """Non-rejecting findings: ``{"gap": n, "gap_missing_bars": m}`` when gaps exist."""
+        if self.gaps.empty:
+            return {}
+        return {
+            Reason.GAP: len(self.gaps),
+            "gap_missing_bars": int(self.gaps["missing_bars"].sum()),
+        }
+
+    def blocks(self, max_rejected_fraction: float = 0.0) -> bool:
+        """Whether downstream steps should stop: more rejected rows than the fraction allows."""
+        if self.total == 0:
+            return False
+        return self.rejected > max_rejected_fraction * self.total
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Marker:
+    """Assigns the first reason to each row (codes in a small int array, fast)."""
+
+    def __init__(self, n: int) -> None:
+        self.codes: list[str] = []
+        self.reason = np.zeros(n, dtype=np.int16)  # 0 = good
+
+    def mark(self, mask: Any, code: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        if code not in self.codes:
+            self.codes.append(code)
+        value = self.codes.index(code) + 1
+        self.reason[mask & (self.reason == 0)] = value
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.asarray(self.reason == 0)
+
+    def split(self, df: pd.DataFrame, gaps: pd.DataFrame | None = None) -> ValidationResult:
+        bad = self.reason != 0
+        if not bad.any():
+            good = df if df.index.equals(pd.RangeIndex(len(df))) else df.reset_index(drop=True)
+            quarantine = df.iloc[:0].assign(reason=pd.Series([], dtype=object))
+            return ValidationResult(good, quarantine, {}, _empty_gaps() if gaps is None else gaps)
+        names = np.array(["", *self.codes], dtype=object)
+        reasons = names[self.reason[bad]]
+        quarantine = df[bad].reset_index(drop=True).assign(reason=reasons)
+        values, counts = np.unique(reasons.astype(str), return_counts=True)
+        return ValidationResult(
+            df[~bad].reset_index(drop=True),
+            quarantine,
+            {str(k): int(v) for k, v in zip(values, counts, strict=True)},
+            _empty_gaps() if gaps is None else gaps,
+        )
+
+
+def _numeric(df: pd.DataFrame, columns: tuple[str, ...], marker: _Marker) -> dict[str, np.ndarray]:
+    """Columns as float arrays; non-numeric entries are marked ``invalid_type``."""
+    out: dict[str, np.ndarray] = {}
+    invalid = np.zeros(len(df), dtype=bool)
+    for c in columns:
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            out[c] = col.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            coerced = pd.to_numeric(col, errors="coerce")
+            out[c] = coerced.to_numpy(dtype="float64", na_value=np.nan)
+            invalid |= coerced.isna().to_numpy() & col.notna().to_numpy()
+    marker.mark(invalid, Reason.INVALID_TYPE)
+    return out
+
+
+def _utc_times(col: pd.Series, marker: _Marker) -> np.ndarray:
+    """``time`` as int64 ns since epoch (UTC); unparsable entries are ``invalid_type``."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        times = col.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(col.dtype):
+        raise ValueError("'time' must be timezone-aware UTC (datetime64[ns, UTC]), got naive")
+    else:
+        times = pd.to_datetime(col, utc=True, errors="coerce")
+        marker.mark(times.isna().to_numpy() & col.notna().to_numpy(), Reason.INVALID_TYPE)
+    values = times.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]")
+    out = values.view("int64").copy()
+    out[np.isnat(values)] = np.iinfo(np.int64).min
+    return out
+
+
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each True element, the length of the run of consecutive Trues it belongs to."""
+    n = mask.size
+    out = np.zeros(n, dtype=np.int64)
+    if n == 0 or not mask.any():
+        return out
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    starts, ends = edges[::2], edges[1::2]
+    lengths = ends - starts
+    run_id = np.cumsum(np.diff(padded.astype(np.int8))[:-1] == 1) - 1
+    out[mask] = lengths[run_id[mask]]
+    return out
+
+
+def _robust_scale(
+    abs_ret: np.ndarray, series: np.ndarray, window: int, min_periods: int
+) -> np.ndarray:
+    """Causal robust scale: 1.4826 × rolling median of the previous ``window`` values.
+
+    Falls back to the rolling mean where the median is 0 (quiet, unchanged prices);
+    NaN where fewer than ``min_periods`` earlier values exist in the series.
+    """
+    s = pd.Series(abs_ret)
+    grouped = s.groupby(series, sort=False)
+    med = grouped.transform(
+        lambda x: x.rolling(window, min_periods=min_periods).median().shift(1)
+    ).to_numpy()
+    mean = grouped.transform(
+        lambda x: x.rolling(window, min_periods=min_periods).mean().shift(1)
+    ).to_numpy()
+    scale = 1.4826 * med
+    scale = np.where(scale > 0, scale, mean)
+    return np.where(scale > 0, scale, np.nan)
+
+
+def _series_ids(*columns: np.ndarray) -> np.ndarray:
+    """An int id per series (symbol, timeframe) in order of first appearance."""
+    if len(columns) == 1:
+        return pd.factorize(columns[0])[0]
+    keys = pd.MultiIndex.from_arrays(list(columns))
+    return pd.factorize(keys)[0]
+
+
+def _spikes(
+    ref: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    series: np.ndarray,
+    same_next: np.ndarray,
+    *,
+    z: float,
+    window: int,
+    min_context: int,
+) -> np.ndarray:
+    """Spike: the excursion from ``ref`` (the previous close) exceeds ``z`` robust sigmas of
+    the earlier excursions, and the price comes back (the next close is within ``z/2``
+    sigmas of ``ref``) or there is no next row yet."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.fmax(np.abs(np.log(high / ref)), np.abs(np.log(low / ref)))
+        scale = _robust_scale(raw, series, window, min_context)
+        excursion = raw / scale
+        next_close = np.empty_like(close)
+        next_close[:-1] = close[1:]
+        next_close[-1:] = np.nan
+        back = np.abs(np.log(next_close / ref)) / scale
+    reverts = ~same_next | (back < z / 2.0)
+    return np.asarray((excursion > z) & reverts & np.isfinite(scale))
+
+
+# --------------------------------------------------------------------------- bars
+
+
+def validate_bars(
+    bars: pd.DataFrame,
+    *,
+    calendar: SessionCalendar | None = None,
+    spike_z: float = 15.0,
+    spike_window: int = 100,
+    min_context: int = 20,
+    stale_run: int = 5,
+) -> ValidationResult:
+    """Check bars of any number of series; the first failing rule gives a row its reason.
+
+    ``calendar`` says when the market is closed (default ``FX_WEEKEND_CORE``: Saturday to
+    Sunday 21:00 UTC) and, when given, lets gaps inside open sessions be reported.
+    ``spike_z`` is the robust z-score (of the bar's high/low excursion from the previous
+    close, against the median absolute close-to-close return of up to ``spike_window``
+    earlier bars, at least ``min_context`` of them) above which a bar that reverts is a
+    spike. ``stale_run`` repeats of a flat bar at the previous close make a stale run.
+    """
     missing = [c for c in BAR_FRAME_COLUMNS if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack columns {missing}; expected {list(BAR_FRAME_COLUMNS)}")
     df = bars.reset_index(drop=True)
-    reason = pd.Series(pd.NA, index=df.index, dtype="object")
+    n = len(df)
+    marker = _Marker(n)
+    if n == 0:
+        return marker.split(df)
 
-    def mark(mask: pd.Series | np.ndarray, code: str) -> None:
-        reason[np.asarray(mask) & reason.isna().to_numpy()] = code
-
-    mark(df[list(BAR_FRAME_COLUMNS)].isna().any(axis=1), Reason.MISSING_VALUE)
-    prices = df[list(PRICE_COLUMNS)]
-    mark((prices <= 0).any(axis=1), Reason.NON_POSITIVE_PRICE)
-    body_high = prices[["open", "close"]].max(axis=1)
-    body_low = prices[["open", "close"]].min(axis=1)
-    mark((df["high"] < body_high) | (df["low"] > body_low), Reason.OHLC_INCONSISTENT)
-    mark((df["tick_volume"] < 0) | (df["real_volume"] < 0), Reason.NEGATIVE_VOLUME)
-    keys = ["symbol", "timeframe", "time"]
-    mark(df.duplicated(keys, keep="first"), Reason.DUPLICATE_TIME)
-    # A bar is out of order when its time is not after the latest earlier bar of its series.
-    running_max = df.groupby(["symbol", "timeframe"], sort=False)["time"].cummax()
-    previous_max = running_max.groupby([df["symbol"], df["timeframe"]], sort=False).shift(1)
-    mark(previous_max.notna() & (df["time"] < previous_max), Reason.OUT_OF_ORDER)
-
-    bad = reason.notna()
-    quarantine = df[bad].assign(reason=reason[bad].astype(str))
-    counts = {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()}
-    return ValidationResult(
-        df[~bad].reset_index(drop=True), quarantine.reset_index(drop=True), counts
+    marker.mark(df[list(BAR_FRAME_COLUMNS)].isna().to_numpy().any(axis=1), Reason.MISSING_VALUE)
+    num = _numeric(df, (*PRICE_COLUMNS, "tick_volume", "spread", "real_volume"), marker)
+    t = _utc_times(df["time"], marker)
+    o, h, lo, c = (num[k] for k in PRICE_COLUMNS)
+    with np.errstate(invalid="ignore"):
+        marker.mark((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0), Reason.NON_POSITIVE_PRICE)
+        marker.mark((h < np.fmax(o, c)) | (lo > np.fmin(o, c)), Reason.OHLC_INCONSISTENT)
+        marker.mark((num["tick_volume"] < 0) | (num["real_volume"] < 0), Reason.NEGATIVE_VOLUME)
+    marker.mark(
+        marker.ok & (calendar or FX_WEEKEND_CORE).is_closed(pd.to_datetime(t, utc=True)),
+        Reason.MARKET_CLOSED,
     )
+
+    symbol = df["symbol"].to_numpy()
+    timeframe = df["timeframe"].astype(str).to_numpy()
+    series = _series_ids(symbol, timeframe)
+    _sequence_rules(marker, series, t, kind="bar")
+
+    # History rules on the surviving rows, in time order within each series.
+    alive = np.flatnonzero(marker.ok)
+    order = alive[np.lexsort((t[alive], series[alive]))]
+    sid = series[order]
+    same_prev = np.zeros(order.size, dtype=bool)
+    same_prev[1:] = sid[1:] == sid[:-1]
+    same_next = np.zeros(order.size, dtype=bool)
+    same_next[:-1] = same_prev[1:]
+    oo, hh, ll, cc, tt = o[order], h[order], lo[order], c[order], t[order]
+    prev_close = np.full(order.size, np.nan)
+    prev_close[1:] = cc[:-1]
+    prev_close[~same_prev] = np.nan
+
+    if order.size > stale_run:
+        flat_repeat = same_prev & (oo == hh) & (hh == ll) & (ll == cc) & (cc == prev_close)
+        stale = _run_lengths(flat_repeat) >= stale_run
+        marker.mark(_scatter(order, stale, n), Reason.STALE)
+
+    if order.size > min_context:
+        minutes = pd.Series(timeframe[order]).map(_TF_MINUTES).to_numpy(dtype="float64")
+        step = np.zeros(order.size)
+        step[1:] = (tt[1:] - tt[:-1]) / 6e10
+        after_break = same_prev & (step > 1.5 * minutes)
+        ref = np.where(after_break, oo, prev_close)
+        spike = _spikes(
+            ref,
+            hh,
+            ll,
+            cc,
+            sid,
+            same_next,
+            z=spike_z,
+            window=spike_window,
+            min_context=min_context,
+        )
+        marker.mark(_scatter(order, spike, n), Reason.SPIKE)
+
+    gaps = _gaps(df, order, sid, same_prev, tt, timeframe, calendar) if calendar else None
+    return marker.split(df, gaps)
+
+
+def _scatter(order: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[order] = values
+    return out
+
+
+def _sequence_rules(marker: _Marker, series: np.ndarray, t: np.ndarray, *, kind: str) -> None:
+    """Duplicate and out-of-order times within each series, in frame order.
+
+    Duplicates (same series and time as an earlier row) keep the first. A row is out of
+    order when its time is before the latest earlier time of its series.
+    """
+    n = t.size
+    frame = pd.DataFrame({"s": series, "t": t})
+    live = marker.ok
+    if kind == "bar":
+        dup = frame.duplicated(["s", "t"], keep="first").to_numpy()
+        marker.mark(live & dup, Reason.DUPLICATE_TIME)
+    idx = np.flatnonzero(marker.ok)
+    if idx.size < 2:
+        return
+    sub = pd.DataFrame({"s": series[idx], "t": t[idx]})
+    previous_max = sub.groupby("s", sort=False)["t"].cummax().groupby(sub["s"]).shift(1)
+    late = (previous_max.notna() & (sub["t"] < previous_max)).to_numpy()
+    out = np.zeros(n, dtype=bool)
+    out[idx] = late
+    marker.mark(out, Reason.OUT_OF_ORDER)
+
+
+def _gaps(
+    df: pd.DataFrame,
+    order: np.ndarray,
+    sid: np.ndarray,
+    same_prev: np.ndarray,
+    tt: np.ndarray,
+    timeframe: np.ndarray,
+    calendar: SessionCalendar,
+) -> pd.DataFrame:
+    """Bars missing between consecutive good bars while the calendar says open."""
+    if order.size < 2:
+        return _empty_gaps()
+    minutes = pd.Series(timeframe[order]).map(_TF_MINUTES).to_numpy(dtype="float64")
+    step = np.zeros(order.size)
+    step[1:] = (tt[1:] - tt[:-1]) / 6e10
+    candidates = np.flatnonzero(same_prev & (step > minutes * 1.0001) & np.isfinite(minutes))
+    rows = []
+    symbols = df["symbol"].to_numpy()
+    strict = replace(calendar, grace_minutes=0)  # a bar opening at the close is not expected
+    for i in candidates:
+        tf_min = int(minutes[i])
+        after = pd.Timestamp(int(tt[i - 1]), tz="UTC")
+        before = pd.Timestamp(int(tt[i]), tz="UTC")
+        slots = pd.date_range(
+            after + pd.Timedelta(minutes=tf_min), before, freq=f"{tf_min}min", inclusive="left"
+        )
+        missing = int((~strict.is_closed(slots)).sum())
+        if missing:
+            row = order[i]
+            rows.append((symbols[row], str(timeframe[row]), after, before, missing))
+    if not rows:
+        return _empty_gaps()
+    out = pd.DataFrame(rows, columns=["symbol", "timeframe", "after", "before", "missing_bars"])
+    return out.astype({"missing_bars": "int64"})
+
+
+# --------------------------------------------------------------------------- ticks
+
+
+def validate_ticks(
+    ticks: pd.DataFrame,
+    *,
+    calendar: SessionCalendar | None = None,
+    spike_z: float = 25.0,
+    spike_window: int = 200,
+    min_context: int = 50,
+    stale_run: int = 20,
+) -> ValidationResult:
+    """Check ticks (``TICK_FRAME_COLUMNS``) of any number of symbols.
+
+    Rules: missing values, types, bid/ask > 0 (and ``last`` >= 0), ask >= bid, volume >= 0,
+    market closed (``calendar``, default ``FX_WEEKEND_CORE``), exact duplicate ticks,
+    out-of-order ``time_msc``, spikes of the mid price (robust z above ``spike_z`` that
+    reverts on the next tick) and stale runs (``stale_run`` or more ticks repeating the
+    previous bid and ask).
+    """
+    missing = [c for c in TICK_FRAME_COLUMNS if c not in ticks.columns]
+    if missing:
+        raise ValueError(f"ticks lack columns {missing}; expected {list(TICK_FRAME_COLUMNS)}")
+    df = ticks.reset_index(drop=True)
+    n = len(df)
+    marker = _Marker(n)
+    if n == 0:
+        return marker.split(df)
+    required = [c for c in TICK_FRAME_COLUMNS if c != "last"]
+    marker.mark(df[required].isna().to_numpy().any(axis=1), Reason.MISSING_VALUE)
+    num = _numeric(df, ("time_msc", "bid", "ask", "last", "volume", "flags"), marker)
+    bid, ask, last = num["bid"], num["ask"], num["last"]
+    with np.errstate(invalid="ignore"):
+        marker.mark((bid <= 0) | (ask <= 0) | (last < 0), Reason.NON_POSITIVE_PRICE)
+        marker.mark(ask < bid, Reason.ASK_BELOW_BID)
+        marker.mark(num["volume"] < 0, Reason.NEGATIVE_VOLUME)
+    t_msc = np.nan_to_num(num["time_msc"], nan=-1).astype(np.int64)
+    marker.mark(
+        marker.ok & (calendar or FX_WEEKEND_CORE).is_closed(pd.to_datetime(t_msc, unit="ms")),
+        Reason.MARKET_CLOSED,
+    )
+    series = _series_ids(df["symbol"].to_numpy())
+    dup = df.duplicated(["symbol", "time_msc", "bid", "ask", "last", "volume", "flags"]).to_numpy()
+    marker.mark(marker.ok & dup, Reason.DUPLICATE_TIME)
+    _sequence_rules(marker, series, t_msc, kind="tick")
+
+    alive = np.flatnonzero(marker.ok)
+    order = alive[np.lexsort((np.arange(alive.size), t_msc[alive], series[alive]))]
+    sid = series[order]
+    same_prev = np.zeros(order.size, dtype=bool)
+    same_prev[1:] = sid[1:] == sid[:-1]
+    same_next = np.zeros(order.size, dtype=bool)
+    same_next[:-1] = same_prev[1:]
+    bb, aa = bid[order], ask[order]
+    if order.size > stale_run:
+        repeat = same_prev.copy()
+        repeat[1:] &= (bb[1:] == bb[:-1]) & (aa[1:] == aa[:-1])
+        marker.mark(_scatter(order, _run_lengths(repeat) >= stale_run, n), Reason.STALE)
+    if order.size > min_context:
+        mid = (bb + aa) / 2.0
+        prev_mid = np.full(order.size, np.nan)
+        prev_mid[1:] = mid[:-1]
+        prev_mid[~same_prev] = np.nan
+        spike = _spikes(
+            prev_mid,
+            mid,
+            mid,
+            mid,
+            sid,
+            same_next,
+            z=spike_z,
+            window=spike_window,
+            min_context=min_context,
+        )
+        marker.mark(_scatter(order, spike, n), Reason.SPIKE)
+    return marker.split(df)
+
+
+__all__ = [
+    "CALENDARS",
+    "FX_NEW_YORK",
+    "FX_WEEKEND_CORE",
+    "TICK_FRAME_COLUMNS",
+    "UTC_WEEKDAYS",
+    "Reason",
+    "SessionCalendar",
+    "ValidationResult",
+    "validate_bars",
+    "validate_ticks",
+]

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from chaintrade.ensemble import Ensemble
 from chaintrade.errors import FatalError, ModelNotFound
 from chaintrade.feature_store import FEATURE_SERVICE, PUSH_SOURCE, open_store
 from chaintrade.features import LOOKBACK_BARS, compute_features, feature_columns
+from chaintrade.registry import CHAMPION, alias_version, load_ensemble
 from chaintrade.schemas import BarIn, Prediction
 from chaintrade.settings import Settings
-from chaintrade.training import CHAMPION
 
 
 class NotEnoughHistory(FatalError):
@@ -45,42 +46,29 @@ class InvalidFeatures(FatalError):
 
 @dataclass(frozen=True)
 class ChampionModel:
-    """The native booster behind the ``champion`` alias and what serving needs to know of it."""
+    """The ensemble behind the ``champion`` alias: native boosters and their weights."""
 
     name: str
     version: str
-    confidence: float
-    feature_names: tuple[str, ...]
-    booster: object
+    ensemble: Ensemble
 
     @classmethod
     def load(cls, settings: Settings) -> ChampionModel:
-        import mlflow
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(settings.mlflow_uri)
-        try:
-            version = client.get_model_version_by_alias(settings.model_name, CHAMPION)
-        except MlflowException as exc:
+        version = alias_version(settings, CHAMPION)
+        if version is None:
             raise ModelNotFound(
                 f"no '{CHAMPION}' version of model '{settings.model_name}' at "
                 f"{settings.mlflow_uri}; train one first (make demo or chaintrade train)"
-            ) from exc
-        mlflow.set_tracking_uri(settings.mlflow_uri)
-        booster = mlflow.xgboost.load_model(
-            f"models:/{settings.model_name}@{CHAMPION}"
-        ).get_booster()
-        return cls(
-            name=settings.model_name,
-            version=str(version.version),
-            confidence=float(version.tags.get("confidence", "1.0")),
-            feature_names=tuple(booster.feature_names or ()),
-            booster=booster,
-        )
+            )
+        return cls(settings.model_name, version, load_ensemble(settings, version))
 
-    def predict_up(self, vector: np.ndarray) -> float:
-        return float(self.booster.inplace_predict(vector.reshape(1, -1))[0])  # type: ignore[attr-defined]
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.ensemble.features
+
+    @property
+    def confidence(self) -> float:
+        return self.ensemble.confidence
 
 
 class Predictor:
@@ -124,7 +112,7 @@ class Predictor:
         t_read = time.perf_counter()
         expected = pd.Timestamp(features["event_timestamp"])
         vector = self._vector(online, expected)
-        p_up = self.model.predict_up(vector)
+        p_up, members = self.model.ensemble.predict_vector(vector)
         done = time.perf_counter()
         return Prediction(
             symbol=bar.symbol,
@@ -134,6 +122,9 @@ class Predictor:
             model_name=self.model.name,
             model_version=self.model.version,
             feature_timestamp=expected.to_pydatetime(),
+            members={
+                m.spec.name: p for m, p in zip(self.model.ensemble.members, members, strict=True)
+            },
             timings_ms={
                 "features": (t_features - started) * 1e3,
                 "feast_push": (t_push - t_features) * 1e3,

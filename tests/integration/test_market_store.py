@@ -94,3 +94,36 @@ def test_naive_times_are_refused_with_a_reason(clean_db: str, eurusd_h1: pd.Data
 def test_unknown_timeframe_is_refused(clean_db: str, eurusd_h1: pd.DataFrame) -> None:
     with pytest.raises(DataValidationError, match="unknown timeframe"):
         load_bars(clean_db, eurusd_h1.iloc[:5].assign(timeframe="H2"))
+
+
+def test_binary_copy_carries_every_field_of_mixed_series(clean_db: str) -> None:
+    times = pd.to_datetime(["2024-01-02 00:00:00", "2024-01-02 00:01:00"], utc=True)
+    frame = pd.DataFrame(
+        {
+            "symbol": ["EURUSD", "XAUUSD.m"],
+            "timeframe": ["M1", "H1"],
+            "time": times,
+            "open": [1.10001, 2050.12],
+            "high": [1.10011, 2051.5],
+            "low": [1.09991, 2049.0],
+            "close": [1.10005, 2050.99],
+            "tick_volume": [12, 2**40],
+            "spread": [7, 35],
+            "real_volume": [0, 5],
+        }
+    )
+    assert load_bars(clean_db, frame) == 2
+    gold = read_bars(clean_db, "XAUUSD.m", "H1")
+    assert gold.iloc[0].tolist() == [
+        "XAUUSD.m",
+        "H1",
+        pd.Timestamp("2024-01-02 00:01", tz="UTC"),
+        2050.12,
+        2051.5,
+        2049.0,
+        2050.99,
+        2**40,
+        35,
+        5,
+    ]
+    assert read_bars(clean_db, "EURUSD", "M1")["close"].tolist() == [1.10005]

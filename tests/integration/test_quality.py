@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from chaintrade.errors import DataValidationError
-from chaintrade.market_data import synthetic_bars
-from chaintrade.quality import QualityReport, validate_bars_with_ge
+from chaintrade.market_data import synthetic_bars, synthetic_ticks
+from chaintrade.quality import QualityReport, validate_bars_with_ge, validate_ticks_with_ge
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,42 @@ def test_good_bars_pass_and_data_docs_are_written(good_bars: pd.DataFrame, tmp_p
     assert report.failed == []
     # 1 column set + 6 not-null + 4 positive + 5 OHLC pairs + 1 volume + 2 symbols x increasing time
     assert report.evaluated == 19
-    assert report.docs_index == (tmp_path / "docs" / "index.html").resolve()
+    docs = (tmp_path / "docs").resolve()
+    assert report.docs_index.parent.parent == docs / "runs"
+    assert report.docs_index.parent.name.endswith("_raw_bars_good_bars")
     assert report.docs_index.is_file()
     assert "raw_bars" in report.docs_index.read_text()
+    assert report.site_index == docs / "index.html"
+    assert "raw_bars" in report.site_index.read_text() and "passed" in report.site_index.read_text()
     report.raise_for_failure()  # no-op
+
+
+def test_every_run_keeps_its_own_data_docs(good_bars: pd.DataFrame, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    first = validate_bars_with_ge(good_bars, run_name="monday", docs_dir=docs)
+    bad = good_bars.copy()
+    bad.loc[3, "low"] = -1.0
+    second = validate_bars_with_ge(bad, run_name="tuesday", docs_dir=docs)
+    assert first.docs_index != second.docs_index
+    assert first.docs_index.is_file() and second.docs_index.is_file()
+    index = second.site_index.read_text()
+    assert "monday" in index and "tuesday" in index
+    assert index.index("tuesday") < index.index("monday")  # newest first
+    assert "FAILED" in index
+
+
+def test_tick_suite_passes_good_ticks_and_names_ask_below_bid(tmp_path: Path) -> None:
+    ticks = synthetic_ticks("EURUSD", start="2024-01-02", n=500, seed=1)
+    good = validate_ticks_with_ge(ticks, run_name="ticks", docs_dir=tmp_path / "docs")
+    assert good.success, good.failed
+    assert good.suite == "raw_ticks" and good.docs_index.is_file()
+    bad = ticks.copy()
+    bad.loc[10, "ask"] = bad.loc[10, "bid"] - 0.0001
+    report = validate_ticks_with_ge(bad, run_name="bad ticks", docs_dir=tmp_path / "docs")
+    assert not report.success
+    assert len(report.failed) == 1 and "column_A=ask, column_B=bid" in report.failed[0]
+    with pytest.raises(DataValidationError, match="raw_ticks expectations failed"):
+        report.raise_for_failure()
 
 
 def test_high_below_low_fails_with_a_readable_reason(

@@ -8,7 +8,22 @@ import pandas as pd
 import pytest
 
 from chaintrade.domain import BAR_FRAME_COLUMNS
-from chaintrade.market_data import load_ohlcv_csv, synthetic_bars
+from chaintrade.market_data import (
+    RATES_DTYPE,
+    TICKS_DTYPE,
+    load_bars,
+    load_mt5_bars_csv,
+    load_ohlcv_csv,
+    load_ticks,
+    rates_frame,
+    read_bars_csv,
+    sniff_delimiter,
+    synthetic_bars,
+    synthetic_market,
+    synthetic_ticks,
+    ticks_frame,
+    to_rates,
+)
 from chaintrade.validation import validate_bars
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "EURUSD_H1_2017-04_2018-02.csv"
@@ -163,3 +178,168 @@ def test_synthetic_million_bars_in_a_few_seconds() -> None:
     elapsed = time.perf_counter() - started
     assert len(bars) == 1_000_000
     assert elapsed < 10.0, f"1 M synthetic bars took {elapsed:.1f} s"
+
+
+# --------------------------------------------------------------------------- MT5 exports
+
+MT5_BARS = (
+    "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+    "2024.01.02\t00:00:00\t1.10374\t1.10395\t1.10351\t1.10383\t312\t7\t12\n"
+    "2024.01.02\t01:00:00\t1.10383\t1.10410\t1.10370\t1.10401\t298\t0\t11\n"
+    "2024.01.02\t02:00:00\t1.10401\t1.10402\t1.10300\t1.10322\t401\t0\t10\n"
+)
+MT5_TICKS = (
+    "<DATE>\t<TIME>\t<BID>\t<ASK>\t<LAST>\t<VOLUME>\t<FLAGS>\n"
+    "2024.01.02\t00:00:00.123\t1.10374\t1.10390\t\t\t6\n"
+    "2024.01.02\t00:00:00.456\t1.10375\t\t\t\t2\n"
+    "2024.01.02\t00:00:01.007\t\t1.10388\t\t\t4\n"
+)
+
+
+def test_mt5_bars_export_loads_in_the_server_time_zone(tmp_path: Path) -> None:
+    path = tmp_path / "EURUSD_H1_202401020000_202401020200.csv"
+    path.write_text(MT5_BARS)
+    bars = load_mt5_bars_csv(path, symbol="EURUSD", tz="Europe/Athens")
+    assert_bar_frame(bars)
+    # Athens is UTC+2 in January: 00:00 server time is 22:00 UTC the day before
+    assert bars["time"].iloc[0] == pd.Timestamp("2024-01-01 22:00", tz="UTC")
+    assert bars["timeframe"].tolist() == ["H1"] * 3  # inferred from the 1-hour steps
+    assert bars.iloc[0][["open", "high", "low", "close"]].tolist() == [
+        1.10374,
+        1.10395,
+        1.10351,
+        1.10383,
+    ]
+    assert bars["tick_volume"].tolist() == [312, 298, 401]
+    assert bars["real_volume"].tolist() == [7, 0, 0]
+    assert bars["spread"].tolist() == [12, 11, 10]
+    assert bars.attrs == {"symbol": "EURUSD", "digits": 5, "point": 1e-5}
+    # the dispatcher reads symbol and timeframe from MT5's file name
+    again = load_bars(path, tz="Europe/Athens")
+    assert again.equals(bars)
+
+
+def test_mt5_ticks_export_carries_unchanged_prices_forward(tmp_path: Path) -> None:
+    path = tmp_path / "EURUSD_ticks.csv"
+    path.write_text(MT5_TICKS)
+    ticks = load_ticks(path)
+    assert list(ticks.columns) == [
+        "symbol",
+        "time_msc",
+        "time",
+        "bid",
+        "ask",
+        "last",
+        "volume",
+        "flags",
+    ]
+    assert ticks["symbol"].tolist() == ["EURUSD"] * 3
+    # 2024-01-02 00:00:00 UTC = 1704153600 s
+    assert ticks["time_msc"].tolist() == [1704153600123, 1704153600456, 1704153601007]
+    assert ticks["bid"].tolist() == [1.10374, 1.10375, 1.10375]
+    assert ticks["ask"].tolist() == [1.10390, 1.10390, 1.10388]
+    assert ticks["flags"].tolist() == [6, 2, 4]
+    assert ticks["time"].iloc[1] == pd.Timestamp("2024-01-02 00:00:00.456", tz="UTC")
+
+
+# --------------------------------------------------------------------------- generic CSV
+
+
+def test_generic_csv_detects_delimiter_day_first_dates_and_offsets(tmp_path: Path) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text(
+        "Date;Open;High;Low;Close;Vol\n"
+        "13/01/2024 10:00;1.1;1.2;1.0;1.15;5\n"
+        "13/01/2024 10:15;1.15;1.25;1.1;1.2;6\n"
+    )
+    bars = read_bars_csv(semi, symbol="X")
+    assert bars["time"].tolist() == [
+        pd.Timestamp("2024-01-13 10:00", tz="UTC"),
+        pd.Timestamp("2024-01-13 10:15", tz="UTC"),
+    ]
+    assert bars["timeframe"].iloc[0] == "M15"
+    offsets = tmp_path / "offsets.csv"
+    offsets.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2024-01-02T10:00:00+02:00,1,1,1,1,1\n"
+        "2024-01-02T11:00:00+02:00,1,1,1,1,1\n"
+    )
+    assert read_bars_csv(offsets, symbol="X")["time"].iloc[0] == pd.Timestamp(
+        "2024-01-02 08:00", tz="UTC"
+    )
+
+
+def test_ambiguous_dates_and_delimiters_are_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "amb.csv"
+    path.write_text("time,open,high,low,close,volume\n02/01/2024 10:00,1,1,1,1,1\n")
+    with pytest.raises(ValueError, match=r"ambiguous date order.*date_format"):
+        read_bars_csv(path, symbol="X", timeframe="H1")
+    # told the order, it loads: 2 January
+    bars = read_bars_csv(path, symbol="X", timeframe="H1", date_format="%d/%m/%Y %H:%M")
+    assert bars["time"].iloc[0] == pd.Timestamp("2024-01-02 10:00", tz="UTC")
+    odd = tmp_path / "odd.csv"
+    odd.write_text("a,b;c\n1,2;3\n")
+    with pytest.raises(ValueError, match="ambiguous delimiter"):
+        sniff_delimiter(odd)
+
+
+# --------------------------------------------------------------------------- numpy and Parquet
+
+
+def test_mt5_rates_and_ticks_arrays_become_frames() -> None:
+    from live_agent.mt5_types import RATES_DTYPE as AGENT_RATES
+
+    assert RATES_DTYPE == AGENT_RATES
+    rates = np.zeros(2, dtype=RATES_DTYPE)
+    rates["time"] = [1704153600, 1704157200]
+    rates["open"], rates["high"], rates["low"], rates["close"] = 1.1, 1.2, 1.0, 1.15
+    rates["tick_volume"], rates["spread"], rates["real_volume"] = [3, 4], 9, 0
+    bars = rates_frame(rates, symbol="EURUSD", timeframe="H1")
+    assert_bar_frame(bars)
+    assert bars["time"].tolist() == [
+        pd.Timestamp("2024-01-02 00:00", tz="UTC"),
+        pd.Timestamp("2024-01-02 01:00", tz="UTC"),
+    ]
+    assert bars.attrs["digits"] == 2
+    back = to_rates(bars)
+    assert back.tolist() == rates.tolist()
+
+    ticks = np.zeros(2, dtype=TICKS_DTYPE)
+    ticks["time_msc"] = [1704153600123, 1704153600100]  # out of order: kept as given
+    ticks["bid"], ticks["ask"], ticks["flags"] = [1.1, 1.2], [1.3, 1.4], 6
+    frame = ticks_frame(ticks, symbol="EURUSD")
+    assert frame["time_msc"].tolist() == [1704153600123, 1704153600100]
+    assert frame["ask"].tolist() == [1.3, 1.4]
+
+
+def test_parquet_bars_round_trip(tmp_path: Path) -> None:
+    bars = synthetic_bars("EURUSD", timeframe="M5", start="2024-01-02", n=50, seed=1)
+    bars.to_parquet(tmp_path / "b.parquet")
+    loaded = load_bars(tmp_path / "b.parquet")
+    assert_bar_frame(loaded)
+    pd.testing.assert_frame_equal(loaded, bars)
+    naive = bars.drop(columns=["symbol", "timeframe"]).assign(
+        time=bars["time"].dt.tz_localize(None)
+    )
+    naive.to_parquet(tmp_path / "n.parquet")
+    pd.testing.assert_frame_equal(load_bars(tmp_path / "n.parquet", symbol="EURUSD"), bars)
+
+
+# --------------------------------------------------------------------------- generator at scale
+
+
+def test_synthetic_market_has_many_distinct_symbols() -> None:
+    market = synthetic_market(4, timeframe="M1", n=1000, seed=9)
+    assert market["symbol"].unique().tolist() == ["SYN000", "SYN001", "SYN002", "SYN003"]
+    closes = market.groupby("symbol")["close"].first()
+    assert closes.nunique() == 4
+    assert market.equals(synthetic_market(4, timeframe="M1", n=1000, seed=9))
+
+
+def test_synthetic_ticks_skip_weekends_and_keep_ask_above_bid() -> None:
+    ticks = synthetic_ticks("EURUSD", start="2024-01-05 20:00", n=50_000, seed=2)
+    assert not ticks["time"].dt.dayofweek.isin([5, 6]).any()
+    assert (ticks["ask"] > ticks["bid"]).all()
+    assert ticks["time_msc"].is_monotonic_increasing
+    assert ticks["time"].iloc[0] == pd.Timestamp("2024-01-05 20:00", tz="UTC")
+    assert ticks.equals(synthetic_ticks("EURUSD", start="2024-01-05 20:00", n=50_000, seed=2))
