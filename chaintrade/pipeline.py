@@ -75,6 +75,12 @@ def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str
     checked = validate_bars(bars)
     report = validate_bars_with_ge(checked.good, run_name=run_name, docs_dir=settings.data_docs_dir)
     report.raise_for_failure()
+    quarantine = None
+    if checked.rejected:  # nothing is lost: rejected rows are kept with their reason
+        folder = settings.lake_dir / "quarantine" / "bars"
+        folder.mkdir(parents=True, exist_ok=True)
+        quarantine = folder / f"{_safe(run_name)}.parquet"
+        checked.quarantine.to_parquet(quarantine, index=False)
     write_lake(checked.good, settings.lake_dir)
     loaded = load_bars(db_url, checked.good)
     holdout_start = (
@@ -84,6 +90,7 @@ def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str
         "bars": len(bars),
         "rejected": checked.rejected,
         "rejected_by_reason": checked.counts,
+        "quarantine": str(quarantine) if quarantine else None,
         "rows_loaded": loaded,
         "symbols": sorted(checked.good["symbol"].unique().tolist()),
         "first_time": checked.good["time"].min().isoformat(),
@@ -91,6 +98,10 @@ def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str
         "data_docs": str(report.docs_index),
         "ge_success": report.success,
     }
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def require_db_url(settings: Settings) -> str:

@@ -70,7 +70,10 @@ def load_ensemble(settings: Settings, ref: str) -> Ensemble:
             f"no model at {uri} in {settings.mlflow_uri}; train one first "
             "(make demo, or chaintrade train)"
         ) from exc
-    ensemble: Ensemble = model.unwrap_python_model().ensemble
+    try:
+        ensemble: Ensemble = model.unwrap_python_model().ensemble
+    except (MlflowException, AttributeError) as exc:
+        raise ModelNotFound(f"{uri} is not a Chaintrade ensemble (an older model format?)") from exc
     return ensemble
 
 
@@ -100,9 +103,14 @@ def promote_if_better(
     elif champion_version == version:
         promoted, reason = True, "already champion"
     else:
-        champion = load_ensemble(settings, champion_version)
-        missing = set(champion.features) - set(window.columns)
-        if missing:
+        try:
+            champion: Ensemble | None = load_ensemble(settings, champion_version)
+        except ModelNotFound:
+            champion = None
+        missing = set(champion.features) - set(window.columns) if champion else set()
+        if champion is None:
+            promoted, reason = True, f"champion v{champion_version} is not a loadable ensemble"
+        elif missing:
             promoted = True
             reason = f"champion v{champion_version} cannot be scored on this feature set"
         else:
