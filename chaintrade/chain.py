@@ -8,6 +8,8 @@ records. Events go to an :class:`EventSink` (the PostgreSQL writer in production
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -17,6 +19,37 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from chaintrade.domain import HEADER_CHAIN_ID, HEADER_REQUEST_ID, HEADER_SOURCE_SERVICE
+
+# How a chain travels into processes that have no HTTP headers (Spark jobs, Airflow tasks).
+ENV_CHAIN_ID = "CHAINTRADE_CHAIN_ID"
+ENV_REQUEST_ID = "CHAINTRADE_REQUEST_ID"
+ENV_SOURCE_SERVICE = "CHAINTRADE_SOURCE_SERVICE"
+CONF_KEY = "chaintrade_chain"  # the key in an Airflow dag_run.conf
+
+_uuid7_lock = threading.Lock()
+_uuid7_last = [0, 0]  # last millisecond, counter
+
+
+def new_id() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7), monotonic within this process.
+
+    Ids that grow with time keep the database's B-tree inserts at the right edge of the
+    index (the ``chain_history`` key leads with ``event_id``).
+    """
+    ms = time.time_ns() // 1_000_000
+    with _uuid7_lock:
+        if ms <= _uuid7_last[0]:
+            ms = _uuid7_last[0]
+            _uuid7_last[1] += 1
+            if _uuid7_last[1] > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
+                ms += 1
+                _uuid7_last[1] = 0
+        else:
+            _uuid7_last[1] = 0
+        _uuid7_last[0] = ms
+        counter = _uuid7_last[1]
+    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +90,18 @@ class ChainEvent:
     dependencies: tuple[Dependency, ...] = ()
     performance_metrics: Mapping[str, float] = field(default_factory=dict)
     error_context: Mapping[str, Any] | None = None
-    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = field(default_factory=new_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpan:
+    """What the context saw of one step: service, start, duration and outcome."""
+
+    service_name: str
+    started_at: datetime
+    duration_ms: float
+    status: str  # "ok" | "error"
+    dependencies: tuple[Dependency, ...] = ()
 
 
 class EventSink(Protocol):
@@ -96,7 +140,12 @@ class StepTrace:
 
 
 class ChainContext:
-    """One chain: its ids and the sink its step events go to."""
+    """One chain: its ids, the sink its step events go to, and what it saw so far.
+
+    ``services`` lists every step traced through this context (service, start,
+    duration, status, dependencies); ``metadata`` is added to every event's metadata
+    (step metadata wins on equal keys); ``user_id`` is set on every event.
+    """
 
     def __init__(
         self,
@@ -105,11 +154,18 @@ class ChainContext:
         chain_id: uuid.UUID | None = None,
         request_id: uuid.UUID | None = None,
         source_service: str | None = None,
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.sink = sink
-        self.chain_id = chain_id or uuid.uuid4()
-        self.request_id = request_id or uuid.uuid4()
+        self.chain_id = chain_id or new_id()
+        self.request_id = request_id or new_id()
         self.source_service = source_service
+        self.user_id = user_id
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.services: list[ServiceSpan] = []
+
+    # -- propagation ----------------------------------------------------------------
 
     @classmethod
     def from_headers(cls, sink: EventSink, headers: Mapping[str, str]) -> ChainContext:
@@ -130,6 +186,63 @@ class ChainContext:
             HEADER_SOURCE_SERVICE: service_name,
         }
 
+    def env(self, service_name: str) -> dict[str, str]:
+        """Environment variables that carry this chain into a child process.
+
+        For Spark, pass them to the driver's environment and, for executors, as
+        ``spark.executorEnv.<NAME>`` (see :meth:`spark_conf`).
+        """
+        return {
+            ENV_CHAIN_ID: str(self.chain_id),
+            ENV_REQUEST_ID: str(self.request_id),
+            ENV_SOURCE_SERVICE: service_name,
+        }
+
+    @classmethod
+    def from_env(cls, sink: EventSink, environ: Mapping[str, str] | None = None) -> ChainContext:
+        """Continue the chain named by ``CHAINTRADE_CHAIN_ID`` etc. (a new one if absent)."""
+        environ = os.environ if environ is None else environ
+        return cls(
+            sink,
+            chain_id=_parse_uuid(environ.get(ENV_CHAIN_ID)),
+            request_id=_parse_uuid(environ.get(ENV_REQUEST_ID)),
+            source_service=environ.get(ENV_SOURCE_SERVICE),
+        )
+
+    def spark_conf(self, service_name: str) -> dict[str, str]:
+        """``spark-submit --conf`` pairs that set the chain in the driver and executors."""
+        conf: dict[str, str] = {}
+        for name, value in self.env(service_name).items():
+            conf[f"spark.executorEnv.{name}"] = value
+            conf[f"spark.yarn.appMasterEnv.{name}"] = value
+            conf[f"spark.kubernetes.driverEnv.{name}"] = value
+        return conf
+
+    def conf(self, service_name: str) -> dict[str, dict[str, str]]:
+        """An Airflow ``dag_run.conf`` fragment that carries this chain into a DAG run."""
+        return {
+            CONF_KEY: {
+                "chain_id": str(self.chain_id),
+                "request_id": str(self.request_id),
+                "source_service": service_name,
+            }
+        }
+
+    @classmethod
+    def from_conf(cls, sink: EventSink, conf: Mapping[str, Any] | None) -> ChainContext:
+        """Continue the chain found in an Airflow ``dag_run.conf`` (a new one if absent)."""
+        raw = (conf or {}).get(CONF_KEY)
+        part: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        source = part.get("source_service")
+        return cls(
+            sink,
+            chain_id=_parse_uuid(_str_or_none(part.get("chain_id"))),
+            request_id=_parse_uuid(_str_or_none(part.get("request_id"))),
+            source_service=source if isinstance(source, str) else None,
+        )
+
+    # -- steps ----------------------------------------------------------------------
+
     @contextmanager
     def step(self, service_name: str, endpoint: str | None = None) -> Iterator[StepTrace]:
         """Trace one step: emits ``complete`` (or ``error`` with context) when it ends."""
@@ -143,6 +256,36 @@ class ChainContext:
             raise
         self._emit(service_name, "complete", started_at, started, endpoint, trace, None)
 
+    @property
+    def status(self) -> str:
+        """``"error"`` when any step failed, else ``"ok"``."""
+        return "error" if any(s.status == "error" for s in self.services) else "ok"
+
+    @property
+    def duration_ms(self) -> float:
+        """Sum of the step durations traced through this context."""
+        return sum(s.duration_ms for s in self.services)
+
+    def summary(self) -> dict[str, Any]:
+        """The chain as this process saw it: ids, status, services and dependencies."""
+        return {
+            "chain_id": str(self.chain_id),
+            "request_id": str(self.request_id),
+            "source_service": self.source_service,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "services": [
+                {
+                    "service_name": s.service_name,
+                    "started_at": s.started_at.isoformat(),
+                    "duration_ms": s.duration_ms,
+                    "status": s.status,
+                    "dependencies": [d.as_dict() for d in s.dependencies],
+                }
+                for s in self.services
+            ],
+        }
+
     def _emit(
         self,
         service_name: str,
@@ -153,6 +296,7 @@ class ChainContext:
         trace: StepTrace,
         exc: Exception | None,
     ) -> None:
+        duration_ms = (time.perf_counter() - started) * 1000.0
         error_context = None
         if exc is not None:
             error_context = {
@@ -160,6 +304,17 @@ class ChainContext:
                 "message": str(exc),
                 "reason": getattr(exc, "reason", None),
             }
+        dependencies = tuple(trace.dependencies)
+        metadata = {**self.metadata, **trace.metadata} if self.metadata else dict(trace.metadata)
+        self.services.append(
+            ServiceSpan(
+                service_name,
+                started_at,
+                duration_ms,
+                "error" if exc is not None else "ok",
+                dependencies,
+            )
+        )
         self.sink.emit(
             ChainEvent(
                 chain_id=self.chain_id,
@@ -167,14 +322,19 @@ class ChainContext:
                 service_name=service_name,
                 event_type=event_type,
                 timestamp=started_at,
-                duration_ms=(time.perf_counter() - started) * 1000.0,
+                duration_ms=duration_ms,
                 endpoint=endpoint,
-                metadata=dict(trace.metadata),
-                dependencies=tuple(trace.dependencies),
+                user_id=self.user_id,
+                metadata=metadata,
+                dependencies=dependencies,
                 performance_metrics=dict(trace.metrics),
                 error_context=error_context,
             )
         )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _parse_uuid(value: str | None) -> uuid.UUID | None:

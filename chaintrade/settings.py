@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
         default=None, description="MLflow tracking URI; unset uses SQLite under home."
     )
     spark_master: str = "local[2]"
+    feast_env: Literal["embedded", "production"] = Field(
+        default="embedded", description="embedded: DuckDB + SQLite; production: Spark + Redis."
+    )
     feature_repo: Path = PROJECT_ROOT / "feature_repo"
     model_name: str = "chaintrade-direction"
     serving_url: str = "http://127.0.0.1:3000"

@@ -312,7 +312,7 @@ def build_training_set(
     settings: Settings, *, cutoff: datetime, config: TrainConfig
 ) -> pd.DataFrame:
     """Labels before ``cutoff`` joined point-in-time with the feature service from Feast."""
-    labels = pd.read_parquet(settings.offline_dir / "bar_labels")
+    labels = pd.read_parquet(settings.offline_dir / "bar_labels" / f"timeframe={config.timeframe}")
     labels["time"] = pd.to_datetime(labels["time"], utc=True)
     labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     entity_df = labels_before(labels, cutoff, config.horizon_bars)[

@@ -31,7 +31,7 @@ from chaintrade.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
-EXPECTED_VERSIONS = ["001", "002", "003"]
+EXPECTED_VERSIONS = ["001", "002", "003", "004"]
 
 
 def _tables(url: str) -> set[str]:
@@ -69,7 +69,7 @@ def test_changed_applied_migration_is_refused(empty_db: str, tmp_path: Path) -> 
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, folder)
     migrate(empty_db, folder)
-    (folder / "004_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+    (folder / "999_extra.sql").write_text("CREATE TABLE extra (id int);\n")
     edited = folder / "002_market_data.sql"
     edited.write_text(edited.read_text() + "\n-- an innocent-looking edit\n")
 

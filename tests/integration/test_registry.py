@@ -90,9 +90,7 @@ def test_ensemble_run_has_children_plots_and_a_loadable_model(settings: Settings
     run = client.get_run(run_id)
     assert run.data.metrics["test_auc"] > 0.58
     assert {"test_bt_sharpe", "test_baseline_random_sharpe", "valid_brier"} <= set(run.data.metrics)
-    children = client.search_runs(
-        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
-    )
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     assert {c.info.run_name for c in children} == {m.spec.name for m in trained.ensemble.members}
     artifacts = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert artifacts == {

@@ -59,3 +59,46 @@ def test_step_records_dependencies_and_error_context() -> None:
     assert {e.chain_id for e in sink.events} == {ctx.chain_id}
     with pytest.raises(AttributeError):
         ok.event_type = "changed"  # type: ignore[misc]
+
+
+def test_new_ids_are_uuid7_and_grow_with_time() -> None:
+    from chaintrade.chain import new_id
+
+    ids = [new_id() for _ in range(10_000)]
+    assert all(i.version == 7 for i in ids)
+    assert ids == sorted(ids, key=lambda u: u.int) and len(set(ids)) == len(ids)
+
+
+def test_chain_travels_through_env_spark_conf_and_airflow_conf() -> None:
+    sink = ListSink()
+    ctx = ChainContext(sink)
+    child = ChainContext.from_env(sink, ctx.env("airflow"))
+    assert (child.chain_id, child.request_id, child.source_service) == (
+        ctx.chain_id,
+        ctx.request_id,
+        "airflow",
+    )
+    conf = ctx.spark_conf("airflow")
+    assert conf["spark.executorEnv.CHAINTRADE_CHAIN_ID"] == str(ctx.chain_id)
+    run = ChainContext.from_conf(sink, {"other": 1, **ctx.conf("api")})
+    assert run.chain_id == ctx.chain_id and run.source_service == "api"
+    fresh = ChainContext.from_conf(sink, {"chaintrade_chain": {"chain_id": 12}})
+    assert fresh.chain_id != ctx.chain_id
+    assert ChainContext.from_env(sink, {}).chain_id != ctx.chain_id
+
+
+def test_context_keeps_services_status_and_chain_metadata() -> None:
+    sink = ListSink()
+    ctx = ChainContext(sink, user_id="quant-1", metadata={"symbol": "EURUSD", "run": 1})
+    with ctx.step("collector") as step:
+        step.metadata["run"] = 2
+    assert ctx.status == "ok"
+    with pytest.raises(ValueError), ctx.step("validator"):
+        raise ValueError("bad")
+    assert [s.service_name for s in ctx.services] == ["collector", "validator"]
+    assert [s.status for s in ctx.services] == ["ok", "error"] and ctx.status == "error"
+    assert sink.events[0].metadata == {"symbol": "EURUSD", "run": 2}
+    assert sink.events[0].user_id == "quant-1"
+    summary = ctx.summary()
+    assert summary["status"] == "error" and len(summary["services"]) == 2
+    assert ctx.duration_ms == pytest.approx(sum(s.duration_ms for s in ctx.services))

@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chaintrade.features import (
+    FEATURE_TIMEFRAMES,
     FEATURE_VIEWS,
     LOOKBACK_BARS,
+    MAX_WARMUP_BARS,
     WARMUP_BARS,
     compute_features,
     compute_features_by_symbol,
@@ -29,10 +31,22 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "EURUSD_H1_2017-04_2018-02
 EXPECTED_H1_COLUMNS = [
     "ret_1_H1",
     "ret_5_H1",
+    "price_change_1_H1",
+    "momentum_10_H1",
     "hl_range_H1",
-    "close_sma_20_H1",
     "hour_sin_H1",
     "hour_cos_H1",
+    "session_asia_H1",
+    "session_london_H1",
+    "session_new_york_H1",
+    "close_sma_12_H1",
+    "close_sma_20_H1",
+    "close_sma_26_H1",
+    "close_sma_50_H1",
+    "close_ema_12_H1",
+    "close_ema_20_H1",
+    "close_ema_26_H1",
+    "close_ema_50_H1",
     "ema_ratio_12_26_H1",
     "macd_H1",
     "macd_signal_H1",
@@ -44,12 +58,16 @@ EXPECTED_H1_COLUMNS = [
     "volume_change_H1",
     "spread_H1",
     "spread_ratio_20_H1",
+    "spread_volatility_20_H1",
 ]
 
 
 @pytest.fixture(scope="module")
 def bars() -> pd.DataFrame:
-    return load_ohlcv_csv(DATA, symbol="EURUSD", timeframe="H1", spread_points=0)
+    real = load_ohlcv_csv(DATA, symbol="EURUSD", timeframe="H1", spread_points=0)
+    # the CSV has no spreads: give it a varying one so spread features are exercised
+    real["spread"] = (8 + (np.arange(len(real)) * 7919) % 13).astype(np.int64)
+    return real
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +85,7 @@ def test_feature_columns_are_named_feature_timeframe_and_grouped_in_views() -> N
         "volume_change_M15",
         "spread_M15",
         "spread_ratio_20_M15",
+        "spread_volatility_20_M15",
     ]
     assert set(FEATURE_VIEWS) == {"price_features", "technical_features", "volume_features"}
     assert sum(len(feature_columns("M1", v)) for v in FEATURE_VIEWS) == len(EXPECTED_H1_COLUMNS)
@@ -91,7 +110,9 @@ def test_one_row_per_bar_keyed_by_bar_close(bars: pd.DataFrame, features: pd.Dat
     assert (features["time"] == bars["time"]).all()
     assert (features["event_timestamp"] == bars["time"] + pd.Timedelta(hours=1)).all()
     assert features["warmup"].dtype == bool
-    assert features["warmup"].sum() == 33 and features["warmup"].iloc[:33].all()
+    # the slowest warm-up is SMA/EMA(50): bars 0..48 are flagged, none after
+    assert MAX_WARMUP_BARS == 49
+    assert features["warmup"].sum() == 49 and features["warmup"].iloc[:49].all()
 
 
 def test_warmup_rows_are_nan_not_filled_and_match_warmup_bars(features: pd.DataFrame) -> None:
@@ -110,6 +131,7 @@ def _ta_reference(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     h = bars["high"].to_numpy()
     low = bars["low"].to_numpy()
     v = bars["tick_volume"].to_numpy(np.float64)
+    s = bars["spread"].to_numpy(np.float64)
     macd, signal, _ = talib.MACD(c, 12, 26, 9)
     upper, _, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)
     log_ret = np.r_[np.nan, np.diff(np.log(c))]
@@ -125,12 +147,22 @@ def _ta_reference(bars: pd.DataFrame) -> dict[str, np.ndarray]:
         "volume_ratio_20": v / talib.SMA(v, 20),
         "ret_1": log_ret,
         "ret_5": np.log(talib.ROCR(c, 5)),  # ROCR = close / close[t-5]
+        "price_change_1": talib.MOM(c, 1),
+        "momentum_10": talib.ROCR(c, 10) - 1.0,
+        "spread_volatility_20": talib.STDDEV(s, 20, 1.0),
+        **{f"close_sma_{n}": c / talib.SMA(c, n) - 1.0 for n in (12, 26, 50)},
+        **{f"close_ema_{n}": c / talib.EMA(c, n) - 1.0 for n in (12, 20, 26, 50)},
     }
 
 
 # Absolute tolerances on the feature scale (prices normalized by close are ~1e-3).
 # bb_pos: TA-Lib's running-sum variance carries ~1e-12 of rounding; ours is window-local.
-TOLERANCE = {"rsi_14": 1e-9, "bb_pos_20": 1e-10, "volume_ratio_20": 1e-12}
+TOLERANCE = {
+    "rsi_14": 1e-9,
+    "bb_pos_20": 1e-10,
+    "volume_ratio_20": 1e-12,
+    "spread_volatility_20": 1e-9,  # points, ~10: TA-Lib's running sums again
+}
 
 
 @pytest.mark.parametrize(
@@ -147,6 +179,16 @@ TOLERANCE = {"rsi_14": 1e-9, "bb_pos_20": 1e-10, "volume_ratio_20": 1e-12}
         "volume_ratio_20",
         "ret_1",
         "ret_5",
+        "price_change_1",
+        "momentum_10",
+        "spread_volatility_20",
+        "close_sma_12",
+        "close_sma_26",
+        "close_sma_50",
+        "close_ema_12",
+        "close_ema_20",
+        "close_ema_26",
+        "close_ema_50",
     ],
 )
 def test_feature_equals_talib_from_its_first_valid_row(
@@ -338,3 +380,77 @@ def test_empty_and_short_histories_are_all_warmup() -> None:
     assert compute_features(bars.iloc[:0], "H1").empty
     short = compute_features(bars, "H1")
     assert short["warmup"].all() and short["rsi_14_H1"].isna().all()
+
+
+# --------------------------------------------------------------------------- published references
+
+# Wilder RSI(14) worked example published by StockCharts ("cs-rsi" spreadsheet): closes and
+# the RSI from the 15th close on, rounded to 2 decimals as published.
+STOCKCHARTS_CLOSES = [
+    44.3389, 44.0902, 44.1497, 43.6124, 44.3278, 44.8264, 45.0955, 45.4245, 45.8433, 46.0826,
+    45.8931, 46.0328, 45.6140, 46.2820, 46.2820, 46.0028, 46.0328, 46.4116, 46.2222, 45.6439,
+    46.2122, 46.2521, 45.7137, 46.4515, 45.7835, 45.3548, 44.0288, 44.1783, 44.2181, 44.5672,
+    43.4205, 42.6628, 43.1314,
+]  # fmt: skip
+STOCKCHARTS_RSI = [
+    70.53, 66.32, 66.55, 69.41, 66.36, 57.97, 62.93, 63.26, 56.06, 62.38, 54.71, 50.42, 39.99,
+    41.46, 41.87, 45.46, 37.30, 33.08, 37.77,
+]  # fmt: skip
+
+
+def _series_bars(closes: list[float], timeframe: str = "H1") -> pd.DataFrame:
+    tf = {"M1": "1min", "M5": "5min", "M15": "15min", "H1": "h"}[timeframe]
+    times = pd.date_range("2024-03-04 00:00", periods=len(closes), freq=tf, tz="UTC")
+    return pd.DataFrame(
+        {
+            "symbol": "REF",
+            "timeframe": timeframe,
+            "time": times,
+            "open": closes,
+            "high": closes,
+            "low": closes,
+            "close": closes,
+            "tick_volume": 1,
+            "spread": 0,
+            "real_volume": 0,
+        }
+    )
+
+
+def test_rsi_equals_the_published_wilder_example() -> None:
+    rsi = compute_features(_series_bars(STOCKCHARTS_CLOSES), "H1")["rsi_14_H1"].to_numpy()
+    assert np.isnan(rsi[:14]).all()
+    np.testing.assert_allclose(rsi[14:], STOCKCHARTS_RSI, rtol=0, atol=0.005 + 1e-9)
+
+
+def test_moving_averages_of_a_linear_series_have_closed_forms() -> None:
+    """On close[t] = t + 1, SMA(n) at t is t + 1 - (n - 1) / 2, and so is EMA(n) (seeded by
+    the SMA, an EMA of a straight line lags it by (n - 1) / 2 exactly)."""
+    closes = [float(i + 1) for i in range(120)]
+    f = compute_features(_series_bars(closes), "H1")
+    t = np.arange(120)
+    for n in (12, 20, 26, 50):
+        ma = t + 1 - (n - 1) / 2
+        expected = (t + 1) / ma - 1.0
+        np.testing.assert_allclose(f[f"close_sma_{n}_H1"].iloc[n - 1 :], expected[n - 1 :])
+        np.testing.assert_allclose(f[f"close_ema_{n}_H1"].iloc[n - 1 :], expected[n - 1 :])
+    np.testing.assert_allclose(f["momentum_10_H1"].iloc[10:], 10 / (t[10:] - 9))
+    np.testing.assert_allclose(f["price_change_1_H1"].iloc[1:], 1.0)
+
+
+def test_session_flags_follow_the_utc_hour_of_the_bar_open() -> None:
+    f = compute_features(_series_bars([1.0] * 24), "H1")  # 00:00 .. 23:00 UTC
+    hours = np.arange(24)
+    np.testing.assert_array_equal(f["session_asia_H1"], (hours < 9).astype(float))
+    np.testing.assert_array_equal(f["session_london_H1"], ((hours >= 7) & (hours < 16)) * 1.0)
+    np.testing.assert_array_equal(f["session_new_york_H1"], ((hours >= 12) & (hours < 21)) * 1.0)
+
+
+@pytest.mark.parametrize("timeframe", FEATURE_TIMEFRAMES)
+def test_every_timeframe_gets_its_own_named_columns(timeframe: str) -> None:
+    bars = synthetic_bars("EURUSD", timeframe=timeframe, start="2024-01-01", n=200, seed=4)
+    f = compute_features(bars, timeframe)
+    assert list(f.columns[4:]) == [c.replace("_H1", f"_{timeframe}") for c in EXPECTED_H1_COLUMNS]
+    minutes = {"M1": 1, "M5": 5, "M15": 15, "H1": 60}[timeframe]
+    assert (f["event_timestamp"] - f["time"] == pd.Timedelta(minutes=minutes)).all()
+    assert f.loc[~f["warmup"], f.columns[4:]].notna().all().all()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from chaintrade.pipeline import DemoParams, load_demo_bars, write_lake
-from chaintrade.training import labels_before, walk_forward_split
+from chaintrade.training import labels_before
 
 
 def test_reingesting_the_same_bars_gives_the_same_lake(tmp_path: Path) -> None:
@@ -33,10 +33,3 @@ def test_labels_before_cutoff_never_reach_into_it() -> None:
     kept = labels_before(labels, cutoff.to_pydatetime(), horizon_bars=2)
     # bars 0..5 precede the cutoff; labels 4 and 5 look at bars 6 and 7 (held out): purged
     assert kept["time"].tolist() == labels["time"].iloc[:4].tolist()
-
-
-def test_walk_forward_split_purges_between_train_and_validation() -> None:
-    frame = _labels(100)
-    train, valid = walk_forward_split(frame, validation_fraction=0.2, purge_bars=3)
-    assert len(valid) == 20 and len(train) == 77
-    assert train["event_timestamp"].max() + pd.Timedelta(hours=3) < valid["event_timestamp"].min()

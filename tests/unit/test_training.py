@@ -52,7 +52,9 @@ def test_no_training_label_window_overlaps_validation_or_test(frame: pd.DataFram
 def test_rolling_and_expanding_windows_walk_forward(frame: pd.DataFrame) -> None:
     labelled = add_label_end(frame, 3, "H1")
     for expanding in (True, False):
-        windows = list(rolling_windows(labelled, n_windows=3, test_fraction=0.1, expanding=expanding))
+        windows = list(
+            rolling_windows(labelled, n_windows=3, test_fraction=0.1, expanding=expanding)
+        )
         assert len(windows) == 3
         starts = [test["event_timestamp"].min() for _, test in windows]
         assert starts == sorted(starts)
