@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -46,3 +47,24 @@ class Prediction(BaseModel):
     feature_timestamp: datetime
     members: dict[str, float] = Field(default_factory=dict, description="P(up) per member.")
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    direction: Literal["up", "down"] | None = Field(
+        default=None, description="The more likely next move."
+    )
+    direction_probability: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="P(direction) = max(prediction, 1 − prediction)."
+    )
+    model_versions: dict[str, str] = Field(
+        default_factory=dict, description="Registered model version behind each member."
+    )
+    cached: bool = Field(default=False, description="Answered from the 30 s prediction cache.")
+
+
+class SymbolIn(BaseModel):
+    """A request for the latest online features of a symbol (no bar sent)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._#-]+$")
+    timeframe: str | None = Field(
+        default=None, pattern=r"^(M1|M5|M15|M30|H1|H4|D1)$", description="Default: the model's."
+    )

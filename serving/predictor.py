@@ -1,23 +1,49 @@
-"""The prediction path, free of BentoML: bar → one feature implementation → Feast online → model."""
+"""The prediction path, free of BentoML.
+
+``predict(bar)``: the bar joins the symbol's buffer of closed bars → the one feature
+implementation (``chaintrade.features.latest_features``) → the ensemble. The feature row is
+handed to a background writer that pushes it to the Feast online store, so the request
+never waits on Feast and the online store stays current for ``predict_symbol``.
+
+``predict_symbol(symbol)``: the latest online features from Feast (for callers that do not
+send bars), refused when missing, not finite, inconsistent or older than allowed.
+
+Both refuse before the model is called when a feature is missing or not finite, cache the
+ensemble's answer for 30 s by (symbol, timeframe, model version, feature vector), and use
+the ``champion`` model held by :class:`ModelHolder`, which follows the alias (hot reload).
+"""
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from chaintrade.ensemble import Ensemble
-from chaintrade.errors import FatalError, ModelNotFound
-from chaintrade.feature_store import FEATURE_SERVICE, PUSH_SOURCE, open_store
-from chaintrade.features import LOOKBACK_BARS, compute_features, feature_columns
+from chaintrade.chain import ChainContext, StepTrace
+from chaintrade.ensemble import Ensemble, combine
+from chaintrade.errors import FatalError, ModelNotFound, RetryableError
+from chaintrade.feature_store import FEATURE_SERVICES, PUSH_SOURCES, open_store
+from chaintrade.features import LOOKBACK_BARS, latest_features, to_timeframe
 from chaintrade.registry import CHAMPION, alias_version, load_ensemble
 from chaintrade.schemas import BarIn, Prediction
 from chaintrade.settings import Settings
+from serving import metrics
+from serving.cache import CachedPrediction, PredictionCache, cache_key
+from serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "serving"
 
 
 class NotEnoughHistory(FatalError):
@@ -27,9 +53,15 @@ class NotEnoughHistory(FatalError):
 
 
 class StaleFeatures(FatalError):
-    """The online store does not hold the features of the bar just received."""
+    """The online features are older than allowed or inconsistent between views."""
 
     reason = "stale_features"
+
+
+class NoOnlineFeatures(FatalError):
+    """The online store holds no features for the symbol."""
+
+    reason = "no_online_features"
 
 
 class BarOutOfOrder(FatalError):
@@ -44,13 +76,34 @@ class InvalidFeatures(FatalError):
     reason = "invalid_features"
 
 
+class TimeframeMismatch(FatalError):
+    """The request's timeframe is not the one the champion was trained on."""
+
+    reason = "timeframe_mismatch"
+
+
+class ModelUnavailable(RetryableError):
+    """No champion could be loaded (yet)."""
+
+    reason = "model_unavailable"
+
+
 @dataclass(frozen=True)
 class ChampionModel:
-    """The ensemble behind the ``champion`` alias: native boosters and their weights."""
+    """The ensemble behind the ``champion`` alias: native boosters, weights, column indices."""
 
     name: str
     version: str
     ensemble: Ensemble
+    columns: tuple[tuple[int, ...], ...] = field(default=())  # per member, into ``features``
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def from_ensemble(cls, name: str, version: str, ensemble: Ensemble) -> ChampionModel:
+        index = {f: i for i, f in enumerate(ensemble.features)}
+        columns = tuple(tuple(index[f] for f in m.spec.features) for m in ensemble.members)
+        weights = np.array([m.confidence for m in ensemble.members], dtype=np.float64)
+        return cls(name, version, ensemble, columns, weights)
 
     @classmethod
     def load(cls, settings: Settings) -> ChampionModel:
@@ -60,7 +113,7 @@ class ChampionModel:
                 f"no '{CHAMPION}' version of model '{settings.model_name}' at "
                 f"{settings.mlflow_uri}; train one first (make demo or chaintrade train)"
             )
-        return cls(settings.model_name, version, load_ensemble(settings, version))
+        return cls.from_ensemble(settings.model_name, version, load_ensemble(settings, version))
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -70,100 +123,377 @@ class ChampionModel:
     def confidence(self) -> float:
         return self.ensemble.confidence
 
+    @property
+    def timeframe(self) -> str:
+        return self.ensemble.timeframe
 
-class Predictor:
-    """Keeps the last closed bars per symbol and answers one prediction per closed bar."""
 
-    def __init__(self, settings: Settings) -> None:
+class ModelHolder:
+    """Holds the champion; a watcher thread swaps in a new one when the alias moves.
+
+    Requests take ``holder.model`` once and use that object to the end, so a swap never
+    drops or mixes a request; the old boosters are freed when the last request ends.
+    """
+
+    def __init__(self, settings: Settings, model: ChampionModel | None = None) -> None:
         self.settings = settings
-        self.model = ChampionModel.load(settings)
-        self.store = open_store(settings)
-        self.service = self.store.get_feature_service(FEATURE_SERVICE)
-        self._bars: dict[str, pd.DataFrame] = {}
-        self._lock = threading.Lock()
-        # The first online read costs ~0.5 s (registry load): pay it at start-up.
-        self.store.get_online_features(
-            features=self.service, entity_rows=[{"symbol": "__warmup__"}]
-        )
+        self.model = model or ChampionModel.load(settings)
+        self._publish(None, self.model)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
 
-    def predict(self, bar: BarIn) -> Prediction:
-        started = time.perf_counter()
-        with self._lock:
-            history = self._append(bar)
-        if len(history) < LOOKBACK_BARS:
-            # Recursive indicators (EMA, Wilder) match the batch values only after this many.
-            raise NotEnoughHistory(
-                f"{bar.symbol} has {len(history)} closed {bar.timeframe} bars; the features need "
-                f"{LOOKBACK_BARS} to equal the batch values — send more history first"
+    def reload(self) -> bool:
+        """Load the champion if the alias moved; True when a new version is now served."""
+        try:
+            version = alias_version(self.settings, CHAMPION)
+            if version is None or version == self.model.version:
+                return False
+            new = ChampionModel.from_ensemble(
+                self.settings.model_name, version, load_ensemble(self.settings, version)
             )
-        features = compute_features(history, bar.timeframe).iloc[-1]
-        t_features = time.perf_counter()
-        columns = feature_columns(bar.timeframe)
-        row = features[["symbol", "event_timestamp", *columns]].to_frame().T
-        row["event_timestamp"] = pd.to_datetime(row["event_timestamp"], utc=True)
-        row[columns] = row[columns].astype("float64")
+        except Exception as exc:  # keep serving the old champion
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            metrics.RELOADS.labels("error").inc()
+            log.warning("champion reload failed, still serving v%s: %s", self.model.version, exc)
+            return False
+        old, self.model = self.model, new
+        self._publish(old, new)
+        metrics.RELOADS.labels("ok").inc()
+        log.info("champion moved: serving v%s (was v%s)", new.version, old.version)
+        return True
+
+    def start(self, interval_s: float) -> None:
+        if interval_s <= 0 or self._thread is not None:
+            return
+
+        def watch() -> None:
+            while not self._stop.wait(interval_s):
+                self.reload()
+
+        self._thread = threading.Thread(target=watch, name="champion-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @staticmethod
+    def _publish(old: ChampionModel | None, new: ChampionModel) -> None:
+        if old is not None:
+            metrics.MODEL_VERSION.labels(old.name, old.version).set(0)
+        metrics.MODEL_VERSION.labels(new.name, new.version).set(1)
+
+
+class FeastWriter:
+    """Pushes feature rows to the Feast online store off the request path.
+
+    Rows are coalesced per (symbol, timeframe): under load only the newest row of a symbol
+    is written, which is what the online store holds anyway.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._pending: dict[tuple[str, str], pd.DataFrame] = {}
+        self._lock = threading.Lock()
+        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stop = False
+        self.pushed = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="feast-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, symbol: str, timeframe: str, row: pd.DataFrame) -> None:
+        with self._lock:
+            self._pending[(symbol, timeframe)] = row
+            self._idle.clear()
+        self._wake.put(True)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted row is written (tests, shutdown)."""
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        self._stop = True
+        self._wake.put(False)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
         from feast.data_source import PushMode
 
-        self.store.push(PUSH_SOURCE, row, to=PushMode.ONLINE)
-        t_push = time.perf_counter()
-        online = self.store.get_online_features(
-            features=self.service, entity_rows=[{"symbol": bar.symbol}]
-        ).to_dict(include_event_timestamps=True)
-        t_read = time.perf_counter()
-        expected = pd.Timestamp(features["event_timestamp"])
-        vector = self._vector(online, expected)
-        p_up, members = self.model.ensemble.predict_vector(vector)
-        done = time.perf_counter()
+        while self._wake.get():
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            for (_, timeframe), row in batch.items():
+                try:
+                    self.store.push(PUSH_SOURCES[timeframe], row, to=PushMode.ONLINE)
+                    self.pushed += 1
+                    metrics.FEAST_PUSHES.labels("ok").inc()
+                except Exception as exc:  # the request already has its answer; count it
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    metrics.FEAST_PUSHES.labels("error").inc()
+                    log.warning("feast push failed: %s", exc)
+            with self._lock:
+                if not self._pending:
+                    self._idle.set()
+            if self._stop:
+                return
+
+
+class _NullTrace(StepTrace):
+    pass
+
+
+@contextmanager
+def _stage(
+    chain: ChainContext | None, name: str, timings: dict[str, float], endpoint: str
+) -> Iterator[StepTrace]:
+    """Time one stage; with a chain, record it as a ``serving`` event named ``name``."""
+    started = time.perf_counter()
+    if chain is None:
+        yield _NullTrace()
+    else:
+        with chain.step(SERVICE_NAME, name) as trace:
+            yield trace
+    elapsed = time.perf_counter() - started
+    timings[name] = elapsed * 1e3
+    metrics.STAGE_SECONDS.labels(endpoint, name.split(":")[0]).observe(elapsed)
+
+
+class Predictor:
+    """Per-symbol bar buffers, the champion, the cache and the background Feast writer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        serving: ServingSettings | None = None,
+        *,
+        model: ChampionModel | None = None,
+    ) -> None:
+        self.settings = settings
+        self.serving = serving or ServingSettings()
+        self.holder = ModelHolder(settings, model)
+        self.store = open_store(settings)
+        self.cache = PredictionCache(self.serving.cache_ttl_s, self.serving.cache_max_entries)
+        self.writer = FeastWriter(self.store) if self.serving.push_to_feast else None
+        self._bars: dict[tuple[str, str], pd.DataFrame] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        # The first online read costs ~0.5 s (registry load): pay it at start-up.
+        self.store.get_online_features(
+            features=self.store.get_feature_service(FEATURE_SERVICES[self.model.timeframe]),
+            entity_rows=[{"symbol": "__warmup__"}],
+        )
+        self.holder.start(self.serving.reload_interval_s)
+
+    @property
+    def model(self) -> ChampionModel:
+        return self.holder.model
+
+    def close(self) -> None:
+        self.holder.stop()
+        if self.writer is not None:
+            self.writer.close()
+
+    # -- the two entry points ---------------------------------------------------------
+
+    def predict(self, bar: BarIn, chain: ChainContext | None = None) -> Prediction:
+        """The ensemble's answer for the bar that just closed (features computed here)."""
+        started = time.perf_counter()
+        model = self.model
+        self._check_timeframe(bar.timeframe, model)
+        timings: dict[str, float] = {}
+        with _stage(chain, "features", timings, "/predict") as trace:
+            with self._lock(bar.symbol, bar.timeframe):
+                history = self._append(bar)
+            if len(history) < LOOKBACK_BARS:
+                # Recursive indicators (EMA, Wilder) equal the batch values only after this.
+                raise NotEnoughHistory(
+                    f"{bar.symbol} has {len(history)} closed {bar.timeframe} bars; the features "
+                    f"need {LOOKBACK_BARS} to equal the batch values — send more history first"
+                )
+            row = latest_features(history, bar.timeframe)
+            feature_ts = pd.Timestamp(row["event_timestamp"].iloc[0])
+            vector = self._vector_from_row(row, model)
+            trace.metadata.update(symbol=bar.symbol, feature_timestamp=feature_ts.isoformat())
+        if self.writer is not None:
+            self.writer.submit(bar.symbol, bar.timeframe, row.drop(columns=["time", "warmup"]))
+        return self._answer(
+            bar.symbol, bar.timeframe, model, vector, feature_ts, timings, started, chain,
+            "/predict",
+        )  # fmt: skip
+
+    def predict_symbol(
+        self, symbol: str, timeframe: str | None = None, chain: ChainContext | None = None
+    ) -> Prediction:
+        """The ensemble's answer from the latest online features of ``symbol`` in Feast."""
+        started = time.perf_counter()
+        model = self.model
+        timeframe = timeframe or model.timeframe
+        self._check_timeframe(timeframe, model)
+        timings: dict[str, float] = {}
+        with _stage(chain, "feature_read", timings, "/predict_symbol") as trace:
+            with trace.dependency("feast", FEATURE_SERVICES[timeframe]):
+                online = self.store.get_online_features(
+                    features=self.store.get_feature_service(FEATURE_SERVICES[timeframe]),
+                    entity_rows=[{"symbol": symbol}],
+                ).to_dict(include_event_timestamps=True)
+            vector, feature_ts = self._vector_from_online(online, model, symbol, timeframe)
+            trace.metadata.update(symbol=symbol, feature_timestamp=feature_ts.isoformat())
+        return self._answer(
+            symbol, timeframe, model, vector, feature_ts, timings, started, chain,
+            "/predict_symbol",
+        )  # fmt: skip
+
+    # -- ensemble ---------------------------------------------------------------------
+
+    def _answer(
+        self,
+        symbol: str,
+        timeframe: str,
+        model: ChampionModel,
+        vector: np.ndarray,
+        feature_ts: pd.Timestamp,
+        timings: dict[str, float],
+        started: float,
+        chain: ChainContext | None,
+        endpoint: str,
+    ) -> Prediction:
+        key = cache_key(symbol, timeframe, model.version, vector)
+        hit = self.cache.get(key)
+        cached = hit is not None
+        metrics.CACHE.labels("hit" if cached else "miss").inc()
+        if hit is None:
+            hit = self._ensemble(model, vector, timings, chain, endpoint)
+            self.cache.put(key, hit)
+        total = time.perf_counter() - started
+        timings["total"] = total * 1e3
+        metrics.STAGE_SECONDS.labels(endpoint, "total").observe(total)
+        p_up = min(max(hit.p_up, 0.0), 1.0)
         return Prediction(
-            symbol=bar.symbol,
+            symbol=symbol,
             prediction=p_up,
             strength=float(np.clip(2.0 * p_up - 1.0, -1.0, 1.0)),
-            confidence=self.model.confidence,
-            model_name=self.model.name,
-            model_version=self.model.version,
-            feature_timestamp=expected.to_pydatetime(),
+            confidence=float(np.clip(model.confidence, 0.0, 1.0)),
+            direction="up" if p_up >= 0.5 else "down",
+            direction_probability=max(p_up, 1.0 - p_up),
+            model_name=model.name,
+            model_version=model.version,
+            model_versions={m.spec.name: model.version for m in model.ensemble.members},
+            feature_timestamp=feature_ts.to_pydatetime(),
             members={
-                m.spec.name: p for m, p in zip(self.model.ensemble.members, members, strict=True)
+                m.spec.name: p for m, p in zip(model.ensemble.members, hit.members, strict=True)
             },
-            timings_ms={
-                "features": (t_features - started) * 1e3,
-                "feast_push": (t_push - t_features) * 1e3,
-                "feast_read": (t_read - t_push) * 1e3,
-                "model": (done - t_read) * 1e3,
-                "total": (done - started) * 1e3,
-            },
+            cached=cached,
+            timings_ms=timings,
         )
 
-    def _vector(self, online: dict[str, list[object]], expected: pd.Timestamp) -> np.ndarray:
-        values = []
-        for name in self.model.feature_names:
+    def _ensemble(
+        self,
+        model: ChampionModel,
+        vector: np.ndarray,
+        timings: dict[str, float],
+        chain: ChainContext | None,
+        endpoint: str,
+    ) -> CachedPrediction:
+        row = vector.reshape(1, -1)
+        probs: list[float] = []
+        for member, cols in zip(model.ensemble.members, model.columns, strict=True):
+            with _stage(chain, f"member:{member.spec.name}", timings, endpoint) as trace:
+                p = float(member.booster.inplace_predict(row[:, cols])[0])
+                trace.metadata.update(member=member.spec.name, model_version=model.version, p_up=p)
+            probs.append(p)
+        with _stage(chain, "ensemble", timings, endpoint) as trace:
+            p_up = float(combine(np.array(probs)[:, None], model.weights)[0])
+            trace.metadata.update(model_version=model.version, p_up=p_up)
+        return CachedPrediction(p_up, tuple(probs))
+
+    # -- features ---------------------------------------------------------------------
+
+    @staticmethod
+    def _check_timeframe(timeframe: str, model: ChampionModel) -> None:
+        if timeframe != model.timeframe:
+            raise TimeframeMismatch(
+                f"champion v{model.version} predicts {model.timeframe} bars, got {timeframe}"
+            )
+
+    @staticmethod
+    def _vector_from_row(row: pd.DataFrame, model: ChampionModel) -> np.ndarray:
+        missing = [f for f in model.feature_names if f not in row.columns]
+        if missing:
+            raise InvalidFeatures(f"features {missing} are not computed; the model was not called")
+        vector = row[list(model.feature_names)].to_numpy(dtype=np.float64)[0]
+        bad = [f for f, v in zip(model.feature_names, vector, strict=True) if not math.isfinite(v)]
+        if bad:
+            raise InvalidFeatures(f"features {bad} are not finite; the model was not called")
+        return vector
+
+    def _vector_from_online(
+        self, online: dict[str, list[Any]], model: ChampionModel, symbol: str, timeframe: str
+    ) -> tuple[np.ndarray, pd.Timestamp]:
+        values: list[float] = []
+        stamps: set[int] = set()
+        for name in model.feature_names:
             value = online.get(name, [None])[0]
-            if value is None or not math.isfinite(float(value)):  # type: ignore[arg-type]
-                raise InvalidFeatures(f"feature {name} is {value!r}; the model was not called")
-            seen = online.get(f"{name}__ts", [0])[0]
-            if datetime.fromtimestamp(int(seen), UTC) != expected:  # type: ignore[call-overload]
-                raise StaleFeatures(
-                    f"online {name} is from {datetime.fromtimestamp(int(seen), UTC)}, "  # type: ignore[call-overload]
-                    f"expected {expected}; is another writer pushing this symbol?"
+            seen = online.get(f"{name}__ts", [None])[0]
+            if value is None or seen is None:
+                raise NoOnlineFeatures(
+                    f"the online store has no {name} for {symbol}; send bars to /predict first "
+                    "or materialize the features"
                 )
-            values.append(float(value))  # type: ignore[arg-type]
-        return np.asarray(values, dtype=np.float64)
+            if not math.isfinite(float(value)):
+                raise InvalidFeatures(f"feature {name} is {value!r}; the model was not called")
+            values.append(float(value))
+            stamps.add(int(seen.timestamp()) if isinstance(seen, datetime) else int(seen))
+        if len(stamps) != 1:
+            raise StaleFeatures(
+                f"online features of {symbol} come from {len(stamps)} different bars; "
+                "a push is in flight or a view is behind"
+            )
+        feature_ts = pd.Timestamp(datetime.fromtimestamp(stamps.pop(), UTC))
+        max_age = to_timeframe(timeframe).duration * self.serving.max_feature_age_bars
+        age = pd.Timestamp.now(tz="UTC") - feature_ts
+        if age > max_age:
+            raise StaleFeatures(
+                f"online features of {symbol} are from {feature_ts.isoformat()}, {age} old "
+                f"(the limit is {max_age}); the model was not called"
+            )
+        return np.asarray(values, dtype=np.float64), feature_ts
+
+    # -- bar buffers ------------------------------------------------------------------
+
+    def _lock(self, symbol: str, timeframe: str) -> threading.Lock:
+        key = (symbol, timeframe)
+        lock = self._locks.get(key)
+        if lock is None:
+            with self._locks_lock:
+                lock = self._locks.setdefault(key, threading.Lock())
+        return lock
 
     def _append(self, bar: BarIn) -> pd.DataFrame:
-        history = self._bars.get(bar.symbol)
+        key = (bar.symbol, bar.timeframe)
+        history = self._bars.get(key)
         if history is None:
             history = self._lake_history(bar)
         new = pd.DataFrame([bar.model_dump()])
-        new["time"] = pd.to_datetime(new["time"], utc=True)
+        new["time"] = pd.to_datetime(new["time"], utc=True).astype("datetime64[ns, UTC]")
         if len(history):
             last = history["time"].iloc[-1]
             if new["time"].iloc[0] < last:
                 raise BarOutOfOrder(f"bar at {bar.time} is older than the last bar {last}")
-            if new["time"].iloc[0] == last:  # the same bar again: idempotent
+            if new["time"].iloc[0] == last:  # the same bar again: replace it (idempotent)
                 history = history.iloc[:-1]
         history = pd.concat([history, new], ignore_index=True).tail(LOOKBACK_BARS)
-        self._bars[bar.symbol] = history.reset_index(drop=True)
-        return self._bars[bar.symbol]
+        self._bars[key] = history.reset_index(drop=True)
+        return self._bars[key]
 
     def _lake_history(self, bar: BarIn) -> pd.DataFrame:
         """Closed bars before ``bar`` from the raw lake (empty when the lake has none)."""
@@ -171,9 +501,13 @@ class Predictor:
         columns = ["symbol", "timeframe", "time", "open", "high", "low", "close"]
         columns += ["tick_volume", "spread", "real_volume"]
         if not path.exists():
-            return pd.DataFrame(columns=columns)
+            empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+            empty["symbol"] = empty["symbol"].astype(object)
+            empty["timeframe"] = empty["timeframe"].astype(object)
+            empty["time"] = pd.Series(dtype="datetime64[ns, UTC]")
+            return empty
         lake = pd.read_parquet(path)
         lake["symbol"] = bar.symbol
-        lake["time"] = pd.to_datetime(lake["time"], utc=True)
+        lake["time"] = pd.to_datetime(lake["time"], utc=True).astype("datetime64[ns, UTC]")
         lake = lake[(lake["timeframe"] == bar.timeframe) & (lake["time"] < pd.Timestamp(bar.time))]
         return lake.sort_values("time")[columns].tail(LOOKBACK_BARS - 1).reset_index(drop=True)

@@ -1,11 +1,14 @@
 """The BentoML service: ``bentoml serve serving.service:ChaintradeService``.
 
-Answers ``POST /predict`` with body ``{"bar": {...}}`` (one closed bar) using the MLflow
-``champion`` model over Feast online features. Errors carry a reason code and a 4xx status.
+Endpoints (OpenAPI at ``/docs``): ``POST /predict`` ``{"bar": {...}}`` (one closed bar),
+``POST /predict_symbol`` ``{"request": {"symbol": "EURUSD"}}`` (latest online features),
+``POST /model``; BentoML's ``/livez``, ``/readyz`` and ``/metrics``. A refused request
+gets 4xx with ``{"error": "<reason>: <message>"}`` and the model is never called.
 """
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -13,15 +16,23 @@ import bentoml
 
 from chaintrade.chain import ChainContext
 from chaintrade.errors import ChaintradeError
-from chaintrade.schemas import BarIn, Prediction
+from chaintrade.schemas import BarIn, Prediction, SymbolIn
 from chaintrade.settings import get_settings
-from serving.predictor import Predictor
+from serving import metrics
+from serving.middleware import BearerAuth, BodyLimit
+from serving.predictor import SERVICE_NAME, Predictor
+from serving.settings import get_serving_settings
 
-_STATUS = {
+log = logging.getLogger(__name__)
+
+STATUS = {
     "not_enough_history": HTTPStatus.CONFLICT,
     "stale_features": HTTPStatus.CONFLICT,
+    "no_online_features": HTTPStatus.CONFLICT,
     "bar_out_of_order": HTTPStatus.CONFLICT,
     "invalid_features": HTTPStatus.UNPROCESSABLE_ENTITY,
+    "timeframe_mismatch": HTTPStatus.UNPROCESSABLE_ENTITY,
+    "model_unavailable": HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 
@@ -29,73 +40,84 @@ class PredictionRefused(bentoml.exceptions.BentoMLException):
     """A request the service will not answer; the message starts with the reason code."""
 
 
-class BearerAuth:
-    """ASGI middleware: every path but health checks needs ``Authorization: Bearer <token>``."""
-
-    OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
-
-    def __init__(self, app: Any, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(self.OPEN_PATHS):
-            headers = dict(scope.get("headers") or [])
-            if headers.get(b"authorization") != self.expected:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
-@bentoml.service(name="chaintrade", traffic={"timeout": 30})
+@bentoml.service(name="chaintrade", traffic={"timeout": 30}, workers=1)
 class ChaintradeService:
-    """Online predictions of the champion model."""
+    """Online predictions of the champion ensemble."""
 
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.predictor = Predictor(self.settings)
-        self.writer = None
+        self.serving = get_serving_settings()
+        self.predictor = Predictor(self.settings, self.serving)
+        self.writer: Any = None
         if self.settings.db_url:
             from chaintrade.chain_store import ChainWriter
 
             self.writer = ChainWriter(
-                self.settings.db_url, spool_dir=self.settings.spool_dir / "serving"
+                self.settings.db_url, spool_dir=self.settings.spool_dir / SERVICE_NAME
             )
 
     @bentoml.api
     def predict(self, bar: BarIn, ctx: bentoml.Context) -> Prediction:
         """Predict the next move of ``bar.symbol`` from the bar that just closed."""
-        if self.writer is None:
-            return self._predict(bar)
-        chain = ChainContext.from_headers(self.writer, dict(ctx.request.headers))
-        with chain.step("serving", "/predict") as step:
-            prediction = self._predict(bar)
-            step.metrics.update(prediction.timings_ms)
-            step.metadata.update(model_version=prediction.model_version, symbol=bar.symbol)
-            return prediction
+        return self._traced(ctx, "/predict", bar.symbol, lambda c: self.predictor.predict(bar, c))
 
-    def _predict(self, bar: BarIn) -> Prediction:
-        try:
-            return self.predictor.predict(bar)
-        except ChaintradeError as exc:
-            status = _STATUS.get(exc.reason, HTTPStatus.BAD_REQUEST)
-            raise PredictionRefused(f"{exc.reason}: {exc}", error_code=status) from exc
+    @bentoml.api
+    def predict_symbol(self, request: SymbolIn, ctx: bentoml.Context) -> Prediction:
+        """Predict from the latest online features of a symbol (no bar sent)."""
+        return self._traced(
+            ctx,
+            "/predict_symbol",
+            request.symbol,
+            lambda c: self.predictor.predict_symbol(request.symbol, request.timeframe, c),
+        )
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
-        """The model version being served."""
+        """The champion being served: name, version, members, timeframe and features."""
         m = self.predictor.model
-        return {"name": m.name, "version": m.version, "confidence": m.confidence}
+        return {
+            "name": m.name,
+            "version": m.version,
+            "confidence": m.confidence,
+            "timeframe": m.timeframe,
+            "members": {x.spec.name: x.confidence for x in m.ensemble.members},
+            "features": list(m.feature_names),
+            "last_reload_error": self.predictor.holder.last_error,
+        }
+
+    def __is_ready__(self) -> bool:
+        writer = self.predictor.writer
+        return writer is None or writer.alive
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.predictor.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def _traced(self, ctx: bentoml.Context, endpoint: str, symbol: str, call: Any) -> Prediction:
+        if self.writer is None:
+            return self._refusing(call, None)
+        chain = ChainContext.from_headers(self.writer, dict(ctx.request.headers))
+        with chain.step(SERVICE_NAME, endpoint) as step:
+            step.metadata["symbol"] = symbol
+            prediction = self._refusing(call, chain)
+            step.metrics.update(prediction.timings_ms)
+            step.metadata.update(model_version=prediction.model_version, cached=prediction.cached)
+            return prediction
+
+    @staticmethod
+    def _refusing(call: Any, chain: ChainContext | None) -> Prediction:
+        try:
+            prediction: Prediction = call(chain)
+            return prediction
+        except ChaintradeError as exc:
+            metrics.REFUSED.labels(exc.reason).inc()
+            status = STATUS.get(exc.reason, HTTPStatus.BAD_REQUEST)
+            raise PredictionRefused(f"{exc.reason}: {exc}", error_code=status) from exc
 
 
+ChaintradeService.add_asgi_middleware(BodyLimit, max_bytes=get_serving_settings().max_body_bytes)  # type: ignore[attr-defined]
 _token = get_settings().serving_token
 if _token is not None:
     ChaintradeService.add_asgi_middleware(BearerAuth, token=_token.get_secret_value())  # type: ignore[attr-defined]

@@ -1,0 +1,28 @@
+"""Prometheus metrics of the service (served on BentoML's ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# 0.1 ms .. 1 s: the interesting part is below 5 ms.
+_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05,
+            0.1, 0.25, 1.0)  # fmt: skip
+
+STAGE_SECONDS = Histogram(
+    "chaintrade_serving_stage_seconds",
+    "Time per stage of a prediction (features, feast_read, member, ensemble, total).",
+    ["endpoint", "stage"],
+    buckets=_BUCKETS,
+)
+CACHE = Counter("chaintrade_serving_cache_total", "Prediction cache lookups.", ["result"])
+REFUSED = Counter("chaintrade_serving_refused_total", "Refused requests by reason.", ["reason"])
+FEAST_PUSHES = Counter(
+    "chaintrade_serving_feast_push_total", "Background Feast pushes by outcome.", ["status"]
+)
+MODEL_VERSION = Gauge(
+    "chaintrade_serving_model_version",
+    "Registered version of the champion being served (1 on the served version).",
+    ["model", "version"],
+    multiprocess_mode="livemax",
+)
+RELOADS = Counter("chaintrade_serving_model_reloads_total", "Champion hot reloads.", ["status"])
