@@ -12,13 +12,11 @@ from chaintrade.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "EURUSD_H1_2017-04_2018-02.csv"
+SAMPLE = PROJECT_ROOT / "data" / "EURUSD_H1_2017-04_2018-02.csv"
 
 
 @pytest.fixture(scope="module")
 def eurusd_h1() -> pd.DataFrame:
-    if not SAMPLE.exists():
-        pytest.skip(f"sample data not found at {SAMPLE}")
     raw = pd.read_csv(SAMPLE, index_col=0, parse_dates=[0])
     return pd.DataFrame(
         {
