@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 def run_demo_dag(settings: Settings, conf: dict[str, Any]) -> tuple[str, dict[str, float]]:
     """``dag.test()`` of the demo DAG in this process; returns its state and task durations."""
     os.environ.update(airflow_env(settings))
+    # Library deprecation chatter (ibis, SQLAlchemy, …) buries the demo's own output.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
@@ -67,8 +71,14 @@ def run_demo_dag(settings: Settings, conf: dict[str, Any]) -> tuple[str, dict[st
 def demo(
     max_bars: Annotated[int | None, typer.Option(help="Use only the last N real bars.")] = None,
     holdout_bars: Annotated[int, typer.Option(help="Bars per symbol replayed live.")] = 300,
-    buy_threshold: Annotated[float, typer.Option(help="|strength| that opens a trade.")] = 0.3,
-    close_band: Annotated[float, typer.Option(help="|strength| below which trades close.")] = 0.1,
+    buy_threshold: Annotated[
+        float | None,
+        typer.Option(help="|strength| that opens a trade; default: the model's top decile."),
+    ] = None,
+    close_band: Annotated[
+        float | None,
+        typer.Option(help="|strength| below which trades close; default: the model's median."),
+    ] = None,
 ) -> None:
     """Run the whole platform once, end to end, on one machine (about 5 minutes)."""
     from chaintrade.db import database_url
@@ -175,13 +185,14 @@ def print_summary(summary: dict[str, Any], durations: dict[str, float]) -> None:
     table.add_column("value", justify="right")
     table.add_row("bars ingested (rejected)", f"{ingest['bars']} ({ingest['rejected']})")
     table.add_row("symbols", ", ".join(ingest["symbols"]))
-    table.add_row("model", f"{model['model_name']} v{model['model_version']} @champion")
+    alias = "@champion" if model["promoted"] else "@challenger (champion kept)"
+    table.add_row("model trained", f"{model['model_name']} v{model['model_version']} {alias}")
     table.add_row("test AUC (ensemble)", f"{model['metrics']['auc']:.3f}")
     table.add_row("promotion gate", "promoted" if model["promoted"] else "refused")
     table.add_row("bars replayed", str(replay["bars"]))
-    params = summary["params"]
     table.add_row(
-        "demo thresholds (buy/close)", f"{params['buy_threshold']} / {params['close_band']}"
+        "demo thresholds |strength| (open / close)",
+        f"{replay['buy_threshold']:.4f} / {replay['close_band']:.4f}",
     )
     table.add_row("orders sent / filled", f"{replay['orders_sent']} / {replay['orders_filled']}")
     table.add_row("realized PnL", f"{replay['realized_pnl']:.2f}")

@@ -25,10 +25,11 @@ class DemoParams:
     horizon_bars: int = 1
     synthetic_seed: int = 42
     max_bars: int | None = None  # keep only the last N bars per symbol (tiny runs, tests)
-    # The seed rule trades at |strength| > 0.7; a model as weak as an honest H1 direction
-    # model rarely gets there, so the demo trades at lower thresholds to show the loop.
-    buy_threshold: float = 0.3
-    close_band: float = 0.1
+    # The seed rule trades at |strength| > 0.7; an honest H1 direction model never gets
+    # there, so by default (None) the demo trades the model's most confident decile on its
+    # test window (90th percentile of |strength|) and closes below the median.
+    buy_threshold: float | None = None
+    close_band: float | None = None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> DemoParams:
@@ -156,7 +157,7 @@ def train_step(info: dict[str, Any]) -> dict[str, Any]:
     return asdict(result)
 
 
-def replay_step(info: dict[str, Any]) -> dict[str, Any]:
+def replay_step(info: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     """DAG task: ``bentoml serve`` the champion and replay the hold-out through the agent."""
     from chaintrade.demo import bentoml_serve, run_agent_replay
     from chaintrade.settings import get_settings
@@ -164,8 +165,11 @@ def replay_step(info: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     params = DemoParams.from_mapping(info["params"])
     runs = settings.home / "demo"
+    buy = params.buy_threshold if params.buy_threshold is not None else model["strength_q90"]
+    close = params.close_band if params.close_band is not None else model["strength_q50"]
+    buy, close = round(float(buy), 6), round(min(float(close), float(buy)), 6)
     with bentoml_serve(settings, log_path=runs / "bentoml.log") as url:
-        return run_agent_replay(
+        summary = run_agent_replay(
             settings,
             serving_url=url,
             start=info["holdout_start"],
@@ -173,11 +177,12 @@ def replay_step(info: dict[str, Any]) -> dict[str, Any]:
             timeframe=params.timeframe,
             out_path=runs / "agent_summary.json",
             agent_env={
-                "CHAINTRADE_AGENT_BUY_THRESHOLD": str(params.buy_threshold),
-                "CHAINTRADE_AGENT_SELL_THRESHOLD": str(-params.buy_threshold),
-                "CHAINTRADE_AGENT_CLOSE_BAND": str(params.close_band),
+                "CHAINTRADE_AGENT_BUY_THRESHOLD": str(buy),
+                "CHAINTRADE_AGENT_SELL_THRESHOLD": str(-buy),
+                "CHAINTRADE_AGENT_CLOSE_BAND": str(close),
             },
         )
+    return {**summary, "buy_threshold": buy, "close_band": close}
 
 
 def summary_step(

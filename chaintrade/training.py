@@ -345,6 +345,8 @@ class TrainResult:
     confidence: float
     promoted: bool
     gate_reason: str
+    strength_q50: float  # |2·P(up) − 1| on the test window: median ...
+    strength_q90: float  # ... and 90th percentile (the demo trades its most confident decile)
 
 
 def train_and_register(
@@ -358,6 +360,7 @@ def train_and_register(
     trained = fit_ensemble(frame, config)
     run_id, version = log_ensemble(settings, trained, cutoff=cutoff)
     decision = promote_if_better(settings, version, trained.splits.test, config)
+    strength = np.abs(2.0 * trained.ensemble.predict(trained.splits.test) - 1.0)
     metrics = {
         **trained.validation.flat_metrics("valid"),
         **trained.test.flat_metrics("test"),
@@ -374,6 +377,8 @@ def train_and_register(
         trained.ensemble.confidence,
         decision.promoted,
         decision.reason,
+        float(np.quantile(strength, 0.5)),
+        float(np.quantile(strength, 0.9)),
     )
 
 

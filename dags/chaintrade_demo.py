@@ -31,8 +31,8 @@ from airflow.sdk import dag, get_current_context, task
         "holdout_bars": 300,
         "horizon_bars": 1,
         "max_bars": None,
-        "buy_threshold": 0.3,
-        "close_band": 0.1,
+        "buy_threshold": None,
+        "close_band": None,
     },
 )
 def chaintrade_demo() -> None:
@@ -73,7 +73,7 @@ def chaintrade_demo() -> None:
     def serve_and_replay(info: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
         from chaintrade.pipeline import replay_step
 
-        return replay_step(info)
+        return replay_step(info, model)
 
     @task
     def summarize(
