@@ -115,6 +115,9 @@ class Ensemble:
         for entry in manifest["members"]:
             booster = xgb.Booster()
             booster.load_model(str(folder / entry["file"]))
+            # One row at a time on the hot path: OpenMP threads cost more than they give
+            # (measured 15 ms vs 0.2 ms per inplace_predict on a busy 2-core machine).
+            booster.set_param({"nthread": 1})
             spec = MemberSpec(
                 entry["name"], tuple(entry["features"]), entry["seed"], entry["params"]
             )
