@@ -1,20 +1,13 @@
-"""The agent loop: one chain per closed bar, collector → validator → prediction → decision →
-risk → execution, every step traced.
-
-The agent talks to any :class:`~live_agent.terminal.Terminal` (the MetaTrader5 module, a bridge,
-or :class:`~live_agent.simulator.Mt5Simulator`) and never retries ``order_send`` after a lost
-reply: it reconciles against open positions instead, so one intent gives at most one order.
-"""
-
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,35 +19,76 @@ from chaintrade.errors import ConfigError, FatalError, ServiceUnavailable
 from chaintrade.schemas import BarIn, Prediction
 from chaintrade.validation import validate_bars
 from live_agent import mt5_constants as c
+from live_agent.breaker import CircuitBreaker
 from live_agent.decision import Decision, DecisionRule, decide
-from live_agent.risk import RiskLimits, RiskReason, RiskVerdict, SymbolTerms, check
-from live_agent.serving_client import ServingClient
+from live_agent.execution import (
+    HISTORY_FROM,
+    HISTORY_TO,
+    Executor,
+    OrderIntent,
+    OrderJournal,
+    OrderOutcome,
+    RetcodePolicy,
+    filling_for,
+    traced_call,
+)
+from live_agent.risk import RiskReason, RiskVerdict, SymbolTerms
+from live_agent.risk_engine import (
+    MarketView,
+    ProtectionStore,
+    RiskConfig,
+    RiskEngine,
+    exposures_of,
+    parse_hours,
+)
+from live_agent.serving_client import InvalidPrediction, ServingClient
 from live_agent.settings import AgentSettings
 from live_agent.simulator import Mt5Simulator
+from live_agent.spool import BarSpool
 from live_agent.terminal import Terminal
 
+__all__ = [
+    "STEPS",
+    "Agent",
+    "BarOutcome",
+    "OrderOutcome",
+    "ReconcileReport",
+    "ReplaySummary",
+    "filling_for",
+    "rates_frame",
+    "summarize",
+]
+
 STEPS = ("collector", "validator", "prediction", "decision", "risk", "execution")
-_RETRY_PRICE = frozenset(
-    {c.TRADE_RETCODE_REQUOTE, c.TRADE_RETCODE_PRICE_CHANGED, c.TRADE_RETCODE_PRICE_OFF}
+_IPC_ERRORS = frozenset(
+    {
+        c.RES_E_INTERNAL_FAIL,
+        c.RES_E_INTERNAL_FAIL_SEND,
+        c.RES_E_INTERNAL_FAIL_RECEIVE,
+        c.RES_E_INTERNAL_FAIL_INIT,
+        c.RES_E_INTERNAL_FAIL_CONNECT,
+        c.RES_E_INTERNAL_FAIL_TIMEOUT,
+    }
 )
-_FILLED = frozenset({c.TRADE_RETCODE_DONE, c.TRADE_RETCODE_DONE_PARTIAL})
-_HISTORY_FROM = datetime(1970, 1, 2, tzinfo=UTC)
-_HISTORY_TO = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class Predictor(Protocol):
+    """What the agent needs from serving (:class:`ServingClient`, or a scripted stand-in)."""
+
+    def predict(self, bar: BarIn, chain: ChainContext, trace: StepTrace) -> Prediction: ...
 
 
 @dataclass(frozen=True, slots=True)
-class OrderOutcome:
-    """What became of one order intent."""
+class ReconcileReport:
+    """Local state against the terminal before trading; ``ok`` False means: do not trade."""
 
-    client_order_id: str
-    symbol: str
-    action: Action
-    volume: float
-    filled: bool
-    reason: str  # "filled", "filled_reconciled", or a reject reason code
-    retcode: int | None = None
-    price: float | None = None
-    position: int | None = None
+    ok: bool
+    reason: str
+    own_positions: int = 0
+    foreign_positions: int = 0
+    own_orders: int = 0
+    resolved: tuple[OrderOutcome, ...] = ()
+    unresolved: tuple[OrderOutcome, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +126,11 @@ class Agent:
     def __init__(
         self,
         terminal: Terminal,
-        serving: ServingClient,
+        serving: Predictor,
         sink: EventSink,
         settings: AgentSettings,
+        *,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._terminal = terminal
         self._serving = serving
@@ -107,15 +143,47 @@ class Agent:
             close_band=settings.close_band,
             min_confidence=settings.min_confidence,
         )
-        self._limits = RiskLimits(
-            lot_size=settings.lot_size,
-            max_positions_per_symbol=settings.max_positions_per_symbol,
-            max_positions_total=settings.max_positions_total,
-            max_spread_points=settings.max_spread_points,
-            halted=settings.halted,
+        state_dir = settings.state_dir
+        kill = settings.kill_switch_file or (state_dir / "KILL" if state_dir else None)
+        self.risk = RiskEngine(
+            RiskConfig(
+                lot_size=settings.lot_size,
+                risk_pct=settings.risk_pct,
+                atr_sl_mult=settings.atr_sl_mult or 2.0,
+                max_positions_per_symbol=settings.max_positions_per_symbol,
+                max_positions_total=settings.max_positions_total,
+                max_volume_per_symbol=settings.max_volume_per_symbol,
+                max_volume_total=settings.max_volume_total,
+                max_notional_per_symbol=settings.max_notional_per_symbol,
+                max_notional_total=settings.max_notional_total,
+                max_spread_points=settings.max_spread_points,
+                max_orders_per_window=settings.max_orders_per_window,
+                order_window_s=settings.order_window_s,
+                trading_hours=parse_hours(settings.trading_hours),
+                trading_days=frozenset(settings.trading_days),
+                daily_loss_pct=settings.daily_loss_pct,
+                max_drawdown_pct=settings.max_drawdown_pct,
+                kill_switch_file=kill,
+                halted=settings.halted,
+            ),
+            ProtectionStore(state_dir / "protections.json" if state_dir else None),
+        )
+        self.executor = Executor(
+            terminal,
+            magic=settings.magic,
+            deviation_points=settings.deviation_points,
+            requote_retries=settings.requote_retries,
+            journal=OrderJournal(state_dir / "orders.jsonl" if state_dir else None),
+        )
+        self.bar_spool = BarSpool(state_dir / "pending_bars.jsonl" if state_dir else None)
+        self.breaker = breaker or CircuitBreaker(
+            settings.breaker_failures, settings.breaker_reset_s
         )
         self._last_bar: dict[str, pd.DataFrame] = {}
         self._last_seen: dict[str, pd.Timestamp] = {}
+        self._atr: dict[str, float] = {}
+        self.last_reconcile: ReconcileReport | None = None
+        self.last_reconcile_trace: StepTrace | None = None
 
     @classmethod
     def from_settings(
@@ -136,15 +204,71 @@ class Agent:
     def settings(self) -> AgentSettings:
         return self._settings
 
-    def start(self) -> None:
-        """Connect to the terminal; raises ServiceUnavailable when it does not answer."""
+    @property
+    def terminal(self) -> Terminal:
+        return self._terminal
+
+    def start(self) -> ReconcileReport:
+        """Connect to the terminal and reconcile; raises ServiceUnavailable when it does not
+        answer. A failed reconciliation leaves the agent refusing new orders (see ``reconcile``)."""
         if not self._terminal.initialize():
             code, message = self._terminal.last_error()
             raise ServiceUnavailable(f"MT5 initialize failed: {code} {message}", reason="mt5_init")
+        return self.reconcile()
+
+    # ------------------------------------------------------------------ restart reconciliation
+    def reconcile(self) -> ReconcileReport:
+        """Compare the journal with the terminal's positions, orders and deals before trading.
+
+        Open intents of the journal (a crash between send and answer) are looked up by magic +
+        client id and closed; any terminal call that fails, or an intent that stays unknown,
+        fails the reconciliation and the risk engine denies every order (``not_reconciled``).
+        Positions and orders of other magic numbers are counted, never touched. The report
+        (and its terminal calls, ``last_reconcile_trace``) is kept on the agent, not emitted as a
+        chain: the chain store knows only the bar chain so far.
+        """
+        magic = self._settings.magic
+        report: ReconcileReport
+        trace = StepTrace()  # not a bar chain: kept off the sink (see the docstring)
+        call = self._calls(trace)
+        positions = call("positions_get", self._terminal.positions_get)
+        orders = call("orders_get", self._terminal.orders_get)
+        deals = call(
+            "history_deals_get", self._terminal.history_deals_get, HISTORY_FROM, HISTORY_TO
+        )
+        if positions is None or orders is None or deals is None:
+            report = ReconcileReport(False, "terminal_unavailable")
+        else:
+            resolved, unresolved = self.executor.recover(trace)
+            own = [p for p in positions if p.magic == magic]
+            report = ReconcileReport(
+                ok=not unresolved,
+                reason="unresolved_intents" if unresolved else "ok",
+                own_positions=len(own),
+                foreign_positions=len(positions) - len(own),
+                own_orders=sum(1 for o in orders if o.magic == magic),
+                resolved=tuple(resolved),
+                unresolved=tuple(unresolved),
+            )
+        trace.metadata.update(
+            ok=report.ok,
+            reason=report.reason,
+            own_positions=report.own_positions,
+            foreign_positions=report.foreign_positions,
+            own_orders=report.own_orders,
+            resolved=[(o.client_order_id, o.state.value, o.reason) for o in report.resolved],
+            unresolved=[o.client_order_id for o in report.unresolved],
+        )
+        self.risk.reconciled = report.ok
+        self.last_reconcile = report
+        self.last_reconcile_trace = trace
+        return report
 
     # ------------------------------------------------------------------ one chain per bar
     def on_closed_bar(self, symbol: str) -> BarOutcome:
         """Run one chain for the last closed bar of ``symbol``; never raises for bad input."""
+        if not self.risk.reconciled:
+            self.reconcile()
         chain = ChainContext(self._sink, source_service="live_agent")
         base = BarOutcome(symbol=symbol, chain_id=chain.chain_id)
 
@@ -152,10 +276,12 @@ class Agent:
             with chain.step("collector", "copy_rates_from_pos") as trace:
                 bars = self._collect(symbol, trace)
         except ServiceUnavailable as exc:
+            self._on_terminal_failure()
             return replace(base, error=f"collector:{exc.reason}")
         current = bars.iloc[[-1]].reset_index(drop=True)
         self._last_seen[symbol] = current["time"].iloc[0]
         bar_time = current["time"].iloc[0].to_pydatetime()
+        now = bar_time + timedelta(minutes=self._timeframe.minutes)
         base = replace(base, bar_time=bar_time)
 
         with chain.step("validator") as trace:
@@ -163,6 +289,9 @@ class Agent:
         if rejected is not None:
             return replace(base, bar_rejected=rejected)
         self._last_bar[symbol] = current
+        atr = _atr(bars, self._settings.atr_period)
+        if atr is not None:
+            self._atr[symbol] = atr
 
         prediction: Prediction | None = None
         latency: float | None = None
@@ -170,8 +299,25 @@ class Agent:
         try:
             with chain.step("prediction", "/predict") as trace:
                 bar_in = _bar_in(current, self._settings.timeframe)
+                if not self.breaker.allow():
+                    self.bar_spool.add(bar_in)
+                    raise ServiceUnavailable("serving circuit open", reason="circuit_open")
+                try:
+                    self._forward_spooled(chain, trace)
+                except ServiceUnavailable:
+                    self.bar_spool.add(bar_in)
+                    raise
                 started = time.perf_counter()
-                prediction = self._serving.predict(bar_in, chain, trace)
+                try:
+                    prediction = self._serving.predict(bar_in, chain, trace)
+                except ServiceUnavailable:
+                    self.breaker.record_failure()
+                    self.bar_spool.add(bar_in)
+                    raise
+                except InvalidPrediction:
+                    self.breaker.record_failure()
+                    raise
+                self.breaker.record_success()
                 latency = (time.perf_counter() - started) * 1000.0
                 trace.metrics["latency_ms"] = latency
                 trace.metadata.update(
@@ -202,15 +348,18 @@ class Agent:
             )
 
         with chain.step("risk") as trace:
-            info = self._call(trace, "symbol_info", self._terminal.symbol_info, symbol)
-            all_own = self._own_positions(trace, None)
-            verdict = self._risk(decision.action, info, own, all_own)
+            verdict, info = self._risk(trace, symbol, decision.action, now)
+            state, why = self.risk.trading_state()
             trace.metadata.update(
-                approved=verdict.approved, volume=verdict.volume, reasons=list(verdict.reasons)
+                approved=verdict.approved,
+                volume=verdict.volume,
+                reasons=list(verdict.reasons),
+                trading_state=state.value,
+                state_reason=why,
             )
 
         with chain.step("execution", "order_send") as trace:
-            orders = self._execute(symbol, decision.action, verdict, own or (), trace)
+            orders = self._execute(symbol, decision.action, verdict, own or (), info, now, trace)
             trace.metadata.update(
                 orders=[
                     {
@@ -219,7 +368,10 @@ class Agent:
                         "reason": o.reason,
                         "retcode": o.retcode,
                         "price": o.price,
+                        "requested_price": o.requested_price,
+                        "slippage_points": o.slippage_points,
                         "volume": o.volume,
+                        "state": o.state.value,
                     }
                     for o in orders
                 ]
@@ -234,6 +386,23 @@ class Agent:
             risk=verdict,
             orders=tuple(orders),
         )
+
+    def _forward_spooled(self, chain: ChainContext, trace: StepTrace) -> None:
+        """Send the bars serving missed, oldest first; their predictions are stale and unused."""
+        forwarded = 0
+        for bar in self.bar_spool.pending():
+            try:
+                self._serving.predict(bar, chain, trace)
+            except ServiceUnavailable:
+                self.breaker.record_failure()
+                raise
+            except FatalError:
+                pass  # refused for good (e.g. 4xx): nothing to keep
+            self.breaker.record_success()
+            self.bar_spool.pop_first()
+            forwarded += 1
+        if forwarded:
+            trace.metadata["forwarded_bars"] = forwarded
 
     # ------------------------------------------------------------------ replay
     def run_replay(self, symbols: Sequence[str], n_bars: int) -> ReplaySummary:
@@ -259,7 +428,7 @@ class Agent:
 
     def realized_pnl(self) -> float:
         """Sum of profit, swap, commission and fees of this magic number's closing deals."""
-        deals = self._terminal.history_deals_get(_HISTORY_FROM, _HISTORY_TO)
+        deals = self._terminal.history_deals_get(HISTORY_FROM, HISTORY_TO)
         if deals is None:
             return 0.0
         closing = (c.DEAL_ENTRY_OUT, c.DEAL_ENTRY_INOUT, c.DEAL_ENTRY_OUT_BY)
@@ -271,9 +440,17 @@ class Agent:
         return round(float(total), 2)
 
     # ------------------------------------------------------------------ steps
+    def _on_terminal_failure(self) -> None:
+        """A lost terminal: reconnect, and reconcile again before the next order."""
+        code, _ = self._terminal.last_error()
+        if code in _IPC_ERRORS:
+            self.risk.reconciled = False
+            self._terminal.initialize()
+
     def _collect(self, symbol: str, trace: StepTrace) -> pd.DataFrame:
+        count = max(2, self._settings.atr_period + 1)
         with trace.dependency("mt5", "copy_rates_from_pos"):
-            rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, 2)
+            rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, count)
             if rates is None or len(rates) == 0:
                 code, message = self._terminal.last_error()
                 raise ServiceUnavailable(
@@ -291,7 +468,7 @@ class Agent:
         current = bars.iloc[[-1]]
         previous = self._last_bar.get(symbol)
         if previous is None:
-            previous = bars.iloc[:-1]
+            previous = bars.iloc[-2:-1]
         frame = pd.concat([previous, current], ignore_index=True)
         frame["_row"] = np.arange(len(frame))
         result = validate_bars(frame)
@@ -306,54 +483,78 @@ class Agent:
         )
         return reason
 
-    def _call(self, trace: StepTrace, endpoint: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A terminal call traced as an ``mt5`` dependency; None answers are errors."""
-        try:
-            with trace.dependency("mt5", endpoint):
-                result = fn(*args, **kwargs)
-                if result is None:
-                    code, message = self._terminal.last_error()
-                    raise ServiceUnavailable(f"{endpoint}: {code} {message}", reason="mt5_none")
-        except ServiceUnavailable:
-            return None
-        return result
+    def _calls(self, trace: StepTrace) -> Any:
+        def call(endpoint: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            return traced_call(self._terminal, trace, endpoint, fn, *args, **kwargs)
+
+        return call
 
     def _own_positions(self, trace: StepTrace, symbol: str | None) -> tuple[Any, ...] | None:
+        call = self._calls(trace)
         if symbol is None:
-            found = self._call(trace, "positions_get", self._terminal.positions_get)
+            found = call("positions_get", self._terminal.positions_get)
         else:
-            found = self._call(trace, "positions_get", self._terminal.positions_get, symbol=symbol)
+            found = call("positions_get", self._terminal.positions_get, symbol=symbol)
         if found is None:
             return None
         return tuple(p for p in found if p.magic == self._settings.magic)
 
-    def _risk(
-        self,
-        action: Action,
-        info: Any,
-        own: tuple[Any, ...] | None,
-        all_own: tuple[Any, ...] | None,
-    ) -> RiskVerdict:
-        if action in (Action.BUY, Action.SELL) and (info is None or own is None or all_own is None):
-            return RiskVerdict(False, 0.0, (RiskReason.INPUTS_UNAVAILABLE,))
-        terms = spread = None
-        if info is not None:
-            terms = SymbolTerms(
+    def _stops(self, symbol: str, point: float) -> tuple[float, float]:
+        """SL and TP distances (price units) of a new order: ATR multiples, else points; with
+        ATR sizing an order always gets a stop (``atr_sl_mult`` default 2)."""
+        s, atr = self._settings, self._atr.get(symbol)
+        sl = atr * s.atr_sl_mult if atr and s.atr_sl_mult else s.sl_points * point
+        tp = atr * s.atr_tp_mult if atr and s.atr_tp_mult else s.tp_points * point
+        if s.risk_pct > 0 and sl <= 0 and atr:
+            sl = atr * self.risk.config.atr_sl_mult
+        return sl, tp
+
+    def _market(self, info: Any, symbol: str, action: Action) -> MarketView | None:
+        if info is None or not (info.point > 0 and info.ask > 0 and info.bid > 0):
+            return None
+        return MarketView(
+            terms=SymbolTerms(
                 volume_min=float(info.volume_min),
                 volume_max=float(info.volume_max),
                 volume_step=float(info.volume_step),
                 trade_mode=int(info.trade_mode),
-            )
-            if info.point > 0 and info.ask > 0 and info.bid > 0:
-                spread = round((info.ask - info.bid) / info.point)
-        return check(
-            action,
-            limits=self._limits,
-            terms=terms,
-            positions_symbol=len(own or ()),
-            positions_total=len(all_own or ()),
-            spread_points=spread,
+            ),
+            price=float(info.ask if action == Action.BUY else info.bid),
+            spread_points=round((info.ask - info.bid) / info.point),
+            tick_size=float(info.trade_tick_size or info.point),
+            tick_value=float(info.trade_tick_value),
+            atr=self._atr.get(symbol),
+            stop_distance=self._stops(symbol, float(info.point))[0] or None,
         )
+
+    def _risk(
+        self, trace: StepTrace, symbol: str, action: Action, now: datetime
+    ) -> tuple[RiskVerdict, Any]:
+        call = self._calls(trace)
+        info = call("symbol_info", self._terminal.symbol_info, symbol)
+        account = call("account_info", self._terminal.account_info)
+        if account is not None:
+            self.risk.update_equity(float(account.equity), now)
+        if action == Action.HOLD:
+            return RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,)), info
+        all_own = self._own_positions(trace, None)
+        markets: dict[str, MarketView] = {}
+        for sym in sorted({p.symbol for p in all_own or ()} | {symbol}):
+            sym_info = (
+                info if sym == symbol else call("symbol_info", self._terminal.symbol_info, sym)
+            )
+            view = self._market(sym_info, sym, Action.SELL)
+            if view is not None:
+                markets[sym] = view
+        verdict = self.risk.evaluate(
+            action,
+            symbol,
+            now=now,
+            equity=float(account.equity) if account is not None else None,
+            market=self._market(info, symbol, action),
+            exposures=exposures_of(all_own, markets) if all_own is not None else None,
+        )
+        return verdict, info
 
     def _execute(
         self,
@@ -361,128 +562,49 @@ class Agent:
         action: Action,
         verdict: RiskVerdict,
         own: tuple[Any, ...],
+        info: Any,
+        now: datetime,
         trace: StepTrace,
     ) -> list[OrderOutcome]:
-        if not verdict.approved:
+        if not verdict.approved or info is None:
             return []
-        info = self._call(trace, "symbol_info", self._terminal.symbol_info, symbol)
-        if info is None:
-            return []
+        s = self._settings
+        intents: list[OrderIntent] = []
         if action in (Action.BUY, Action.SELL):
-            return [self._send(trace, symbol, action, verdict.volume, info, None)]
-        if action == Action.CLOSE:
-            out = []
+            sl, tp = self._stops(symbol, float(info.point))
+            intents.append(
+                OrderIntent(
+                    self._client_id(symbol, now, action, None),
+                    symbol,
+                    action,
+                    verdict.volume,
+                    None,
+                    sl,
+                    tp,
+                )
+            )
+        elif action == Action.CLOSE:
             for pos in own:
-                close_action = Action.SELL if pos.type == c.POSITION_TYPE_BUY else Action.BUY
-                out.append(self._send(trace, symbol, close_action, pos.volume, info, pos.ticket))
-            return out
-        return []
+                side = Action.SELL if pos.type == c.POSITION_TYPE_BUY else Action.BUY
+                cid = self._client_id(symbol, now, side, int(pos.ticket))
+                intents.append(OrderIntent(cid, symbol, side, float(pos.volume), int(pos.ticket)))
+        out = []
+        for intent in intents:
+            if intent.position is None:
+                self.risk.record_order(now)
+            outcome = self.executor.submit(trace, intent, info)
+            if outcome.policy == RetcodePolicy.PAUSE:
+                self.risk.pause(now + timedelta(seconds=s.pause_s), outcome.reason)
+            out.append(outcome)
+        return out
 
-    def _send(
-        self,
-        trace: StepTrace,
-        symbol: str,
-        action: Action,
-        volume: float,
-        info: Any,
-        position: int | None,
-    ) -> OrderOutcome:
-        """One order intent: resent only on requotes (never after a lost reply)."""
-        settings = self._settings
-        client_order_id = uuid.uuid4().hex[:16]
-        comment = f"ct:{client_order_id}"
-        is_buy = action == Action.BUY
-        request: dict[str, Any] = {
-            "action": c.TRADE_ACTION_DEAL,
-            "symbol": symbol,
-            "volume": volume,
-            "type": c.ORDER_TYPE_BUY if is_buy else c.ORDER_TYPE_SELL,
-            "deviation": settings.deviation_points,
-            "magic": settings.magic,
-            "comment": comment,
-            "type_time": c.ORDER_TIME_GTC,
-            "type_filling": filling_for(int(info.filling_mode)),
-        }
-        if position is not None:
-            request["position"] = position
-        outcome = OrderOutcome(client_order_id, symbol, action, volume, False, "not_sent")
-        for attempt in range(1, settings.requote_retries + 2):
-            tick = self._call(trace, "symbol_info_tick", self._terminal.symbol_info_tick, symbol)
-            if tick is None:
-                return replace(outcome, reason="no_quote")
-            price = float(tick.ask if is_buy else tick.bid)
-            request["price"] = price
-            if position is None:
-                request.update(self._stops(price, is_buy, float(info.point), int(info.digits)))
-            try:
-                with trace.dependency("mt5", "order_send", attempt):
-                    result = self._terminal.order_send(request)
-                    if result is None:
-                        code, message = self._terminal.last_error()
-                        raise ServiceUnavailable(
-                            f"order_send gave no reply: {code} {message}", reason="no_reply"
-                        )
-            except ServiceUnavailable:
-                return self._reconcile(trace, outcome, comment, position)
-            retcode = int(result.retcode)
-            if retcode in _FILLED:
-                return replace(
-                    outcome,
-                    filled=True,
-                    reason="filled",
-                    retcode=retcode,
-                    price=float(result.price),
-                    position=position or int(result.order),
-                )
-            outcome = replace(outcome, reason=c.retcode_reason(retcode), retcode=retcode)
-            if retcode not in _RETRY_PRICE:
-                break
-        return outcome
-
-    def _stops(self, price: float, is_buy: bool, point: float, digits: int) -> dict[str, float]:
-        sign = 1.0 if is_buy else -1.0
-        stops: dict[str, float] = {}
-        if self._settings.sl_points:
-            stops["sl"] = round(price - sign * self._settings.sl_points * point, digits)
-        if self._settings.tp_points:
-            stops["tp"] = round(price + sign * self._settings.tp_points * point, digits)
-        return stops
-
-    def _reconcile(
-        self, trace: StepTrace, outcome: OrderOutcome, comment: str, position: int | None
-    ) -> OrderOutcome:
-        """After a lost reply: did the order happen? Look at positions instead of resending."""
-        found = self._call(
-            trace, "positions_get", self._terminal.positions_get, symbol=outcome.symbol
-        )
-        if found is None:
-            return replace(outcome, reason="no_reply_unknown")
-        if position is None:
-            mine = [p for p in found if p.comment == comment and p.magic == self._settings.magic]
-            if mine:
-                return replace(
-                    outcome,
-                    filled=True,
-                    reason="filled_reconciled",
-                    price=float(mine[0].price_open),
-                    position=int(mine[0].ticket),
-                )
-            return replace(outcome, reason="no_reply_not_filled")
-        if all(p.ticket != position for p in found):
-            return replace(outcome, filled=True, reason="filled_reconciled", position=position)
-        return replace(outcome, reason="no_reply_not_filled")
+    def _client_id(self, symbol: str, now: datetime, action: Action, position: int | None) -> str:
+        """Deterministic per (magic, symbol, bar, side, position): a replay gives the same ids."""
+        key = f"{self._settings.magic}|{symbol}|{now.isoformat()}|{action.value}|{position}"
+        return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------- helpers
-def filling_for(filling_mode_flags: int) -> int:
-    """ORDER_FILLING_* from a symbol's ``filling_mode`` flags: FOK, else IOC, else RETURN."""
-    if filling_mode_flags & c.SYMBOL_FILLING_FOK:
-        return c.ORDER_FILLING_FOK
-    if filling_mode_flags & c.SYMBOL_FILLING_IOC:
-        return c.ORDER_FILLING_IOC
-    return c.ORDER_FILLING_RETURN
-
-
 def rates_frame(rates: np.ndarray, symbol: str, timeframe: str) -> pd.DataFrame:
     """MT5 ``copy_rates_*`` records as a bar frame (UTC times, symbol and timeframe columns)."""
     frame = pd.DataFrame(rates)
@@ -543,3 +665,16 @@ def _bar_in(current: pd.DataFrame, timeframe: str) -> BarIn:
         raise FatalError(
             f"bar does not fit the serving contract: {exc}", reason="bar_invalid"
         ) from exc
+
+
+def _atr(bars: pd.DataFrame, period: int) -> float | None:
+    """Wilder's average true range over the closed bars (None with fewer than period + 1)."""
+    if len(bars) < period + 1:
+        return None
+    high, low, close = (bars[k].to_numpy(dtype=float) for k in ("high", "low", "close"))
+    prev = close[:-1]
+    tr = np.maximum(high[1:] - low[1:], np.maximum(abs(high[1:] - prev), abs(low[1:] - prev)))
+    atr = float(tr[:period].mean())
+    for value in tr[period:]:
+        atr = (atr * (period - 1) + float(value)) / period
+    return atr

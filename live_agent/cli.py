@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,9 +15,10 @@ import typer
 
 from chaintrade.errors import ConfigError
 from chaintrade.settings import get_settings
-from live_agent.agent import Agent, ReplaySummary
+from live_agent.agent import Agent, ReplaySummary, summarize
 from live_agent.settings import AgentSettings
 from live_agent.simulator import Mt5Simulator
+from live_agent.terminals import TERMINAL_KINDS, load_terminal
 
 app = typer.Typer(help="The Chaintrade live agent for MetaTrader 5.", no_args_is_help=True)
 
@@ -84,3 +87,71 @@ def replay(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2))
+
+
+def load_agent_settings(path: Path | None, **overrides: object) -> AgentSettings:
+    """Settings from a TOML/JSON file (``[agent]`` table or top level), the environment
+    (``CHAINTRADE_AGENT_*`` wins over the file) and explicit ``overrides`` (win over both)."""
+    values: dict[str, object] = {}
+    if path is not None:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        values = dict(data.get("agent", data))
+    values = {k: v for k, v in values.items() if f"CHAINTRADE_AGENT_{k.upper()}" not in os.environ}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return AgentSettings(**values)  # type: ignore[arg-type]
+
+
+@app.command()
+def run(
+    symbol: Annotated[list[str], typer.Option(help="Symbols to trade (repeat).")],
+    terminal: Annotated[str, typer.Option(help=f"One of {', '.join(TERMINAL_KINDS)}.")] = "sim",
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON settings file.")] = None,
+    host: Annotated[str, typer.Option(help="Bridge (mt5linux) host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Bridge (mt5linux) port.")] = 18812,
+    start: Annotated[datetime | None, typer.Option(help="sim: first bar (UTC) to replay.")] = None,
+    bars: Annotated[Path | None, typer.Option(help="sim: a CSV/Parquet bar file.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port.")] = None,
+    poll_s: Annotated[float, typer.Option(help="Seconds between polls (live).")] = 1.0,
+    max_bars: Annotated[int | None, typer.Option(help="Stop after this many chains.")] = None,
+) -> None:
+    """Trade on a terminal: the simulator (paper), MetaTrader5 (Windows) or an mt5linux bridge."""
+    import asyncio
+
+    from chaintrade.chain_store import ChainWriter
+    from live_agent.runner import AgentMetrics, Runner, serve_metrics
+
+    settings = get_settings()
+    if not settings.db_url:
+        raise ConfigError("set CHAINTRADE_DB_URL: chain events go to PostgreSQL/TimescaleDB")
+    agent_settings = load_agent_settings(config)
+    if agent_settings.state_dir is None:
+        agent_settings = agent_settings.model_copy(
+            update={"state_dir": settings.home / "agent" / terminal}
+        )
+    if terminal == "sim":
+        frame = _read_bars(bars) if bars is not None else None
+        if frame is None:
+            if start is None:
+                raise ConfigError("--terminal sim needs --bars or --start (bars from the lake)")
+            frame = lake_bars(settings.lake_dir, symbol, agent_settings.timeframe, start)
+        term = load_terminal("sim", bars=frame, start_bar=1)
+    else:
+        term = load_terminal(terminal, host=host, port=port)
+    metrics = AgentMetrics()
+    if metrics_port is not None:
+        serve_metrics(metrics, metrics_port)
+    with ChainWriter(settings.db_url, spool_dir=settings.spool_dir / "agent") as writer:
+        agent = Agent.from_settings(term, writer, agent_settings)
+        runner = Runner(agent, symbol, poll_s=poll_s, metrics=metrics, max_bars=max_bars)
+        outcomes = asyncio.run(runner.run())
+        writer.flush(timeout=60)
+        written = writer.stats.written
+    summary = summary_dict(summarize(outcomes, agent.realized_pnl()), written)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _read_bars(path: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame

@@ -22,6 +22,18 @@ class RiskReason:
     INVALID_VOLUME_SPEC = "invalid_volume_spec"
     NOTHING_TO_CLOSE = "nothing_to_close"
     INPUTS_UNAVAILABLE = "risk_inputs_unavailable"
+    # the risk engine (live_agent.risk_engine)
+    REDUCING = "reducing_only"
+    NOT_RECONCILED = "not_reconciled"
+    OUTSIDE_TRADING_HOURS = "outside_trading_hours"
+    RATE_LIMITED = "order_rate_limited"
+    SIZE_BELOW_MIN = "size_below_volume_min"
+    NO_STOP_DISTANCE = "no_stop_distance"
+    MAX_VOLUME_SYMBOL = "max_volume_symbol"
+    MAX_VOLUME_TOTAL = "max_volume_total"
+    MAX_NOTIONAL_SYMBOL = "max_notional_symbol"
+    MAX_NOTIONAL_TOTAL = "max_notional_total"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True, slots=True)

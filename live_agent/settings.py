@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,7 +34,35 @@ class AgentSettings(BaseSettings):
     requote_retries: int = Field(default=2, ge=0, description="Resends after a requote only.")
     sl_points: int = Field(default=0, ge=0, description="Stop loss distance; 0 = none.")
     tp_points: int = Field(default=0, ge=0, description="Take profit distance; 0 = none.")
-    halted: bool = Field(default=False, description="Kill switch: no new exposure.")
+    halted: bool = Field(default=False, description="Kill switch: HALTED, no orders at all.")
+    state_dir: Path | None = Field(
+        default=None, description="Protections, order journal, kill file; None = in memory."
+    )
+    risk_pct: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="% equity at risk per trade (ATR sizing); 0 = lot_size.",
+    )
+    atr_period: int = Field(default=14, ge=1)
+    atr_sl_mult: float = Field(default=0.0, ge=0, description="SL = ATR x this; 0 = sl_points.")
+    atr_tp_mult: float = Field(default=0.0, ge=0, description="TP = ATR x this; 0 = tp_points.")
+    max_volume_per_symbol: float | None = Field(default=None, gt=0)
+    max_volume_total: float | None = Field(default=None, gt=0)
+    max_notional_per_symbol: float | None = Field(default=None, gt=0)
+    max_notional_total: float | None = Field(default=None, gt=0)
+    max_orders_per_window: int = Field(default=10, ge=0)
+    order_window_s: float = Field(default=60.0, gt=0)
+    trading_hours: str = Field(default="", description='UTC windows "07:00-17:00,..."; "" = all.')
+    trading_days: tuple[int, ...] = Field(default=(), description="weekday() numbers; () = all.")
+    daily_loss_pct: float | None = Field(default=5.0, gt=0, le=100)
+    max_drawdown_pct: float | None = Field(default=20.0, gt=0, le=100)
+    kill_switch_file: Path | None = Field(
+        default=None, description="HALTED while it exists (default: <state_dir>/KILL)."
+    )
+    pause_s: float = Field(default=300.0, ge=0, description="Pause after market closed etc.")
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_reset_s: float = Field(default=30.0, ge=0)
 
     @field_validator("serving_url")
     @classmethod
@@ -44,6 +74,14 @@ class AgentSettings(BaseSettings):
         if not (self.sell_threshold <= -self.close_band and self.close_band <= self.buy_threshold):
             raise ValueError("need sell_threshold <= -close_band and close_band <= buy_threshold")
         return self
+
+    @field_validator("trading_hours")
+    @classmethod
+    def _hours_parse(cls, value: str) -> str:
+        from live_agent.risk_engine import parse_hours
+
+        parse_hours(value)
+        return value
 
     @property
     def mt5_timeframe(self) -> Timeframe:

@@ -1,0 +1,226 @@
+"""The risk engine: sizing, caps, rate limit, hours, protections across restarts, states."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from chaintrade.domain import Action
+from live_agent import mt5_constants as c
+from live_agent.risk import RiskReason, RiskVerdict, SymbolTerms
+from live_agent.risk_engine import (
+    Exposure,
+    MarketView,
+    ProtectionStore,
+    RiskConfig,
+    RiskEngine,
+    TradingState,
+    atr_volume,
+    parse_hours,
+    round_volume,
+)
+
+NOW = datetime(2024, 1, 3, 12, 0, tzinfo=UTC)  # a Wednesday
+TERMS = SymbolTerms(volume_min=0.01, volume_max=5.0, volume_step=0.01)
+# EURUSD on a USD account: 1 point = 0.00001, 1 lot = 100,000 EUR -> 1 USD per point per lot
+MARKET = MarketView(
+    terms=TERMS, price=1.1, spread_points=10, tick_size=0.00001, tick_value=1.0, atr=0.0010
+)
+
+
+def engine(**kw: object) -> RiskEngine:
+    cfg = {"max_positions_per_symbol": 3, "max_positions_total": 10, **kw}
+    return RiskEngine(RiskConfig(**cfg))  # type: ignore[arg-type]
+
+
+def buy(
+    e: RiskEngine,
+    *,
+    market: MarketView = MARKET,
+    exposures: list[Exposure] | None = None,
+    now: datetime = NOW,
+    equity: float = 10_000.0,
+    action: Action = Action.BUY,
+) -> RiskVerdict:
+    held = exposures if exposures is not None else []
+    return e.evaluate(action, "EURUSD", now=now, equity=equity, market=market, exposures=held)
+
+
+def test_atr_sizing_risks_the_configured_share_of_equity() -> None:
+    # stop = 2 x ATR 0.0010 = 200 points = 200 USD per lot; 1% of 10,000 = 100 USD -> 0.5 lot
+    assert atr_volume(10_000, 1.0, 0.0020, MARKET) == pytest.approx(0.5)
+    v = buy(engine(risk_pct=1.0, atr_sl_mult=2.0))
+    assert (v.approved, v.volume) == (True, 0.5)
+    # 0.7%: 70 / 200 = 0.35 lot; 0.37% -> 0.185 rounded down to the step: 0.18
+    assert buy(engine(risk_pct=0.37, atr_sl_mult=2.0)).volume == 0.18
+
+
+def test_lot_step_min_and_max() -> None:
+    assert round_volume(0.5379, TERMS) == 0.53
+    assert round_volume(0.009, TERMS) is None  # below min: denied, not rounded up
+    assert round_volume(80.0, TERMS) == 5.0
+    assert round_volume(1.26, SymbolTerms(1, 100, 0.25)) == 1.25
+    small = buy(engine(risk_pct=0.001, atr_sl_mult=2.0))
+    assert small.reasons == (RiskReason.SIZE_BELOW_MIN,)
+    bad = buy(engine(), market=MarketView(SymbolTerms(0.01, 1, 0), 1.1, 10, 1e-5, 1.0))
+    assert bad.reasons == (RiskReason.INVALID_VOLUME_SPEC,)
+
+
+def test_atr_sizing_without_atr_fails_closed() -> None:
+    no_atr = MarketView(TERMS, 1.1, 10, 0.00001, 1.0, atr=None)
+    assert buy(engine(risk_pct=1.0), market=no_atr).reasons == (RiskReason.NO_STOP_DISTANCE,)
+
+
+def test_fixed_lot_when_atr_sizing_is_off() -> None:
+    assert buy(engine(lot_size=0.07)).volume == 0.07
+
+
+def test_exposure_volume_and_notional_caps() -> None:
+    held = [Exposure("EURUSD", 0.2, 22_000.0), Exposure("GBPUSD", 0.3, 39_000.0)]
+    e = engine(lot_size=0.1, max_volume_per_symbol=0.25)
+    assert buy(e, exposures=held).reasons == (RiskReason.MAX_VOLUME_SYMBOL,)
+    e = engine(lot_size=0.1, max_volume_total=0.55)
+    assert buy(e, exposures=held).reasons == (RiskReason.MAX_VOLUME_TOTAL,)
+    # 0.1 lot at 1.1 = 10,000 EUR = 11,000 USD; with 22,000 held -> 33,000
+    e = engine(lot_size=0.1, max_notional_per_symbol=30_000.0)
+    assert buy(e, exposures=held).reasons == (RiskReason.MAX_NOTIONAL_SYMBOL,)
+    e = engine(lot_size=0.1, max_notional_per_symbol=33_000.0, max_notional_total=70_000.0)
+    assert buy(e, exposures=held).reasons == (RiskReason.MAX_NOTIONAL_TOTAL,)
+    assert buy(engine(lot_size=0.1, max_notional_total=72_000.0), exposures=held).approved
+
+
+def test_position_caps() -> None:
+    held = [Exposure("EURUSD", 0.01, 1_100.0), Exposure("USDJPY", 0.01, 1_000.0)]
+    e = engine(max_positions_per_symbol=1, max_positions_total=2)
+    assert buy(e, exposures=held).reasons == (
+        RiskReason.MAX_POSITIONS,
+        RiskReason.MAX_POSITIONS_TOTAL,
+    )
+
+
+def test_order_rate_limit_over_a_sliding_window() -> None:
+    e = engine(max_orders_per_window=2, order_window_s=60.0)
+    e.record_order(NOW)
+    e.record_order(NOW + timedelta(seconds=10))
+    assert buy(e, now=NOW + timedelta(seconds=30)).reasons == (RiskReason.RATE_LIMITED,)
+    assert buy(e, now=NOW + timedelta(seconds=61)).approved
+
+
+def test_spread_filter_and_trade_mode() -> None:
+    wide = MarketView(TERMS, 1.1, 45, 0.00001, 1.0)
+    assert buy(engine(max_spread_points=30), market=wide).reasons == (RiskReason.SPREAD_TOO_WIDE,)
+    long_only = MarketView(
+        SymbolTerms(0.01, 5, 0.01, c.SYMBOL_TRADE_MODE_LONGONLY), 1.1, 1, 1e-5, 1
+    )
+    assert buy(engine(), market=long_only).approved
+    assert buy(engine(), market=long_only, action=Action.SELL).reasons == (
+        RiskReason.TRADE_DISABLED,
+    )
+
+
+def test_trading_hours_and_days() -> None:
+    assert parse_hours("07:00-11:30, 13:00-24:00") == ((420, 690), (780, 1440))
+    e = engine(trading_hours=parse_hours("08:00-17:00"), trading_days=frozenset({0, 1, 2, 3, 4}))
+    at = NOW.replace(hour=7, minute=59)
+    assert buy(e, now=at).reasons == (RiskReason.OUTSIDE_TRADING_HOURS,)
+    assert buy(e, now=at.replace(hour=8, minute=0)).approved
+    saturday = datetime(2024, 1, 6, 12, tzinfo=UTC)
+    assert buy(e, now=saturday).reasons == (RiskReason.OUTSIDE_TRADING_HOURS,)
+
+
+def test_missing_inputs_fail_closed_and_hold_sends_nothing() -> None:
+    e = engine()
+    v = e.evaluate(Action.BUY, "EURUSD", now=NOW, equity=None, market=MARKET, exposures=[])
+    assert v.reasons == (RiskReason.INPUTS_UNAVAILABLE,)
+    v = e.evaluate(Action.BUY, "EURUSD", now=NOW, equity=1.0, market=None, exposures=[])
+    assert v.reasons == (RiskReason.INPUTS_UNAVAILABLE,)
+    v = e.evaluate(Action.BUY, "EURUSD", now=NOW, equity=1.0, market=MARKET, exposures=None)
+    assert v.reasons == (RiskReason.INPUTS_UNAVAILABLE,)
+    assert buy(e, action=Action.HOLD).reasons == (RiskReason.NO_ORDER,)
+
+
+def test_daily_loss_reduces_until_the_next_day() -> None:
+    e = engine(daily_loss_pct=5.0, max_drawdown_pct=None)
+    assert e.update_equity(10_000.0, NOW) == TradingState.ACTIVE
+    assert e.update_equity(9_600.0, NOW + timedelta(hours=1)) == TradingState.ACTIVE
+    assert e.update_equity(9_500.0, NOW + timedelta(hours=2)) == TradingState.REDUCING
+    assert buy(e).reasons == (RiskReason.REDUCING,)
+    held = [Exposure("EURUSD", 0.01, 1_100.0)]
+    assert buy(e, action=Action.CLOSE, exposures=held).approved  # closing is allowed
+    assert e.update_equity(9_800.0, NOW + timedelta(hours=3)) == TradingState.REDUCING
+    assert e.update_equity(9_800.0, NOW + timedelta(days=1)) == TradingState.ACTIVE
+
+
+def test_max_drawdown_halts_until_resumed() -> None:
+    e = engine(daily_loss_pct=None, max_drawdown_pct=10.0)
+    e.update_equity(10_000.0, NOW)
+    e.update_equity(11_000.0, NOW + timedelta(days=1))
+    assert e.update_equity(9_950.0, NOW + timedelta(days=2)) == TradingState.ACTIVE
+    assert e.update_equity(9_900.0, NOW + timedelta(days=3)) == TradingState.HALTED  # 10% of peak
+    held = [Exposure("EURUSD", 0.01, 1_100.0)]
+    assert buy(e, action=Action.CLOSE, exposures=held).reasons == (RiskReason.HALTED,)
+    e.resume(equity=9_900.0)
+    assert e.trading_state()[0] == TradingState.ACTIVE
+
+
+def test_protections_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "protections.json"
+    cfg = RiskConfig(daily_loss_pct=5.0, max_drawdown_pct=20.0)
+    first = RiskEngine(cfg, ProtectionStore(path))
+    first.update_equity(10_000.0, NOW)
+    first.update_equity(9_400.0, NOW + timedelta(hours=1))
+    assert first.trading_state() == (TradingState.REDUCING, "daily_loss")
+
+    second = RiskEngine(cfg, ProtectionStore(path))  # a restart: same day, same state
+    assert second.trading_state() == (TradingState.REDUCING, "daily_loss")
+    assert second.protections.day_start_equity == 10_000.0
+    second.update_equity(9_500.0, NOW + timedelta(days=1))  # a new day: active again
+    assert second.trading_state()[0] == TradingState.ACTIVE
+    second.update_equity(7_900.0, NOW + timedelta(days=2))  # 21% below the 10,000 peak
+    third = RiskEngine(cfg, ProtectionStore(path))
+    assert third.trading_state() == (TradingState.HALTED, "max_drawdown")
+
+
+def test_manual_halt_and_reduce_persist_and_resume(tmp_path: Path) -> None:
+    path = tmp_path / "protections.json"
+    e = RiskEngine(RiskConfig(), ProtectionStore(path))
+    e.halt("operator")
+    assert RiskEngine(RiskConfig(), ProtectionStore(path)).trading_state() == (
+        TradingState.HALTED,
+        "operator",
+    )
+    e.reduce()
+    assert (
+        RiskEngine(RiskConfig(), ProtectionStore(path)).trading_state()[0] == TradingState.REDUCING
+    )
+    e.resume()
+    assert RiskEngine(RiskConfig(), ProtectionStore(path)).trading_state()[0] == TradingState.ACTIVE
+
+
+def test_kill_switch_file_halts_while_it_exists(tmp_path: Path) -> None:
+    kill = tmp_path / "KILL"
+    e = engine(kill_switch_file=kill)
+    assert buy(e).approved
+    kill.touch()
+    assert e.trading_state() == (TradingState.HALTED, "kill_switch_file")
+    assert buy(e).reasons == (RiskReason.HALTED,)
+    kill.unlink()
+    assert buy(e).approved
+
+
+def test_not_reconciled_and_paused_deny_new_exposure() -> None:
+    e = engine()
+    e.reconciled = False
+    assert RiskReason.NOT_RECONCILED in buy(e).reasons
+    e.reconciled = True
+    e.pause(NOW + timedelta(minutes=5), "market_closed")
+    assert buy(e).reasons == (RiskReason.PAUSED,)
+    assert buy(e, now=NOW + timedelta(minutes=5)).approved
+
+
+def test_sizing_uses_the_orders_own_stop_distance_when_given() -> None:
+    # a 100-point SL (0.0010) at 1 USD/point/lot: 1% of 10,000 = 100 USD -> 1.0 lot
+    m = MarketView(TERMS, 1.1, 10, 0.00001, 1.0, atr=0.0010, stop_distance=0.0010)
+    assert buy(engine(risk_pct=1.0, atr_sl_mult=2.0), market=m).volume == 1.0
