@@ -44,6 +44,15 @@ def _wait_for_port(port: int, timeout: float = 60.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def _wait_for_log(path: Path, text: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{text!r} not in {path} after {timeout} s")
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -110,7 +119,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
             stdout=(logs / "worker.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        time.sleep(3)  # the worker registers with the master
+        _wait_for_log(logs / "worker.log", "Successfully registered with master")
         yield url, env
     finally:
         if worker is not None:
