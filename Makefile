@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-unit lint format airflow mlflow-ui serve env clean
+.PHONY: demo test test-unit lint format airflow mlflow-ui serve bento env clean
 
 demo: $(STAMP)  ## run the whole platform once, end to end
 	$(UV) run --frozen chaintrade demo
@@ -34,6 +34,12 @@ airflow: $(STAMP)  ## the Airflow UI (user admin, password in var/airflow/simple
 
 serve: $(STAMP)  ## serve the champion model on http://127.0.0.1:3000
 	$(UV) run --frozen bentoml serve serving.service:ChaintradeService --port 3000
+
+bento: $(STAMP)  ## a Bento of the serving service (then `bentoml containerize chaintrade:latest`)
+	$(UV) export --frozen --no-dev --extra platform --no-hashes --no-emit-project \
+	  | grep -i -E '^(bentoml|feast|mlflow|xgboost|pandas|numpy|pyarrow|pydantic|pydantic-settings|psycopg|psycopg-binary|httpx|prometheus-client|msgspec|scikit-learn|duckdb|ibis-framework|redis|matplotlib|tenacity|typer|rich)==' \
+	  > serving/requirements.txt
+	$(UV) run --frozen bentoml build .
 
 env: $(STAMP)
 

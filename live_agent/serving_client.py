@@ -77,7 +77,8 @@ class ServingClient:
         answers have used up the retries.
         """
         body = {"bar": bar.model_dump(mode="json")}
-        headers = chain.headers(SERVICE_NAME)
+        # X-Symbol lets a load balancer keep each symbol on one replica (its bar buffer).
+        headers = {**chain.headers(SERVICE_NAME), "X-Symbol": bar.symbol}
         attempt = 0
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),

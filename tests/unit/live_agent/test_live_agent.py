@@ -214,6 +214,7 @@ def test_replay_buys_holds_closes_and_sells_with_the_known_pnl(serving_factory: 
     assert headers["Authorization"] == "Bearer s3cret"
     assert headers[HEADER_SOURCE_SERVICE] == "live_agent"
     assert headers[HEADER_CHAIN_ID] == str(next(iter(chains)))
+    assert headers["X-Symbol"] == "EURUSD"  # load balancers keep a symbol on one replica
 
 
 def test_serving_down_sends_no_orders_and_records_an_error_step() -> None:
