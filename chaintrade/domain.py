@@ -31,6 +31,19 @@ class Timeframe(IntEnum):
         return f"{self.minutes}min"
 
 
+def to_timeframe(timeframe: str | int | Timeframe) -> Timeframe:
+    """``"H1"``, MT5's value (``16385``) or a ``Timeframe`` as the enum; ValueError otherwise."""
+    if isinstance(timeframe, Timeframe):
+        return timeframe
+    try:
+        if isinstance(timeframe, str) and not timeframe.isdigit():
+            return Timeframe[timeframe.upper()]
+        return Timeframe(int(timeframe))
+    except (KeyError, ValueError):
+        names = [t.name for t in Timeframe]
+        raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {names}") from None
+
+
 _MINUTES: Final = {
     Timeframe.M1: 1,
     Timeframe.M5: 5,

@@ -34,19 +34,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from chaintrade.domain import Timeframe
-
-
-def to_timeframe(timeframe: str | Timeframe) -> Timeframe:
-    """``"H1"`` (or a ``Timeframe``) as the ``Timeframe`` enum; ValueError otherwise."""
-    if isinstance(timeframe, Timeframe):
-        return timeframe
-    try:
-        return Timeframe[str(timeframe).upper()]
-    except KeyError:
-        names = [t.name for t in Timeframe]
-        raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {names}") from None
-
+from chaintrade.domain import Timeframe, to_timeframe
 
 FEATURE_VIEWS: Final[dict[str, tuple[str, ...]]] = {
     "price_features": (

@@ -18,22 +18,11 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 
-from chaintrade.domain import BAR_FRAME_COLUMNS, Timeframe
+from chaintrade.domain import BAR_FRAME_COLUMNS, Timeframe, to_timeframe
 
 _TIME_ALIASES = ("time", "timestamp", "datetime", "date", "")
 _REQUIRED_PRICES = ("open", "high", "low", "close")
 _VOLUME_ALIASES = ("tick_volume", "volume", "tickvol", "vol")
-
-
-def to_timeframe(timeframe: str | Timeframe) -> Timeframe:
-    """Resolve ``"H1"`` (or a ``Timeframe``) to the ``Timeframe`` enum; ValueError otherwise."""
-    if isinstance(timeframe, Timeframe):
-        return timeframe
-    try:
-        return Timeframe[str(timeframe).upper()]
-    except KeyError:
-        names = [t.name for t in Timeframe]
-        raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {names}") from None
 
 
 def empty_bars() -> pd.DataFrame:

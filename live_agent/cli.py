@@ -14,6 +14,7 @@ import pandas as pd
 import typer
 
 from chaintrade.errors import ConfigError
+from chaintrade.lake import read_bars
 from chaintrade.settings import get_settings
 from live_agent.agent import Agent, ReplaySummary, summarize
 from live_agent.settings import AgentSettings
@@ -30,17 +31,13 @@ def _main() -> None:
 
 def lake_bars(lake_dir: Path, symbols: list[str], timeframe: str, start: datetime) -> pd.DataFrame:
     """Bars of ``symbols`` from the raw lake: the last bar before ``start`` and all after it."""
-    frames = []
-    for symbol in symbols:
-        path = lake_dir / "bars" / f"symbol={symbol}"
-        if not path.exists():
-            raise ConfigError(f"no bars for {symbol} in {path}; run the ingest first")
-        bars = pd.read_parquet(path).assign(symbol=symbol)
-        bars["time"] = pd.to_datetime(bars["time"], utc=True)
-        bars = bars[bars["timeframe"] == timeframe].sort_values("time")
-        before = bars[bars["time"] < pd.Timestamp(start)].tail(1)
-        frames += [before, bars[bars["time"] >= pd.Timestamp(start)]]
-    return pd.concat(frames, ignore_index=True)
+    bars = read_bars(lake_dir, symbols=symbols, timeframe=timeframe)
+    missing = sorted(set(symbols) - set(bars["symbol"]))
+    if missing:
+        raise ConfigError(f"no {timeframe} bars for {missing} in {lake_dir}; run the ingest first")
+    when = pd.Timestamp(start)
+    before = bars[bars["time"] < when].groupby("symbol").tail(1)
+    return pd.concat([before, bars[bars["time"] >= when]], ignore_index=True)
 
 
 def summary_dict(summary: ReplaySummary, written: int) -> dict[str, object]:

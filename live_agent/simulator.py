@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaintrade.domain import Timeframe
+from chaintrade.domain import Timeframe, to_timeframe
 from live_agent import mt5_constants as c
 from live_agent.mt5_types import (
     RATES_DTYPE,
@@ -1242,14 +1242,6 @@ def _period(date_from: datetime | int | None, date_to: datetime | int | None) ->
     return lo, hi
 
 
-def _timeframe(value: Any) -> Timeframe:
-    if isinstance(value, Timeframe):
-        return value
-    if isinstance(value, str) and not value.isdigit():
-        return Timeframe[value.upper()]
-    return Timeframe(int(value))
-
-
 def _load_series(bars: pd.DataFrame) -> dict[tuple[str, Timeframe], _Series]:
     required = ["symbol", "timeframe", "time", "open", "high", "low", "close"]
     missing = [col for col in required if col not in bars.columns]
@@ -1261,7 +1253,7 @@ def _load_series(bars: pd.DataFrame) -> dict[tuple[str, Timeframe], _Series]:
     for col, default in (("tick_volume", 0), ("spread", 0), ("real_volume", 0)):
         if col not in df.columns:
             df[col] = default
-    df["_tf"] = [_timeframe(v) for v in df["timeframe"]]
+    df["_tf"] = [to_timeframe(v) for v in df["timeframe"]]
     out: dict[tuple[str, Timeframe], _Series] = {}
     for (symbol, tf), group in df.groupby(["symbol", "_tf"], sort=True):
         group = group.sort_values("_t").drop_duplicates("_t", keep="last")
@@ -1269,6 +1261,6 @@ def _load_series(bars: pd.DataFrame) -> dict[tuple[str, Timeframe], _Series]:
         rates["time"] = group["_t"].to_numpy()
         for col in ("open", "high", "low", "close", "tick_volume", "spread", "real_volume"):
             rates[col] = group[col].to_numpy()
-        timeframe = _timeframe(tf)
+        timeframe = to_timeframe(tf)  # type: ignore[arg-type]
         out[(str(symbol), timeframe)] = _Series(timeframe, rates)
     return out

@@ -34,6 +34,7 @@ from chaintrade.ensemble import Ensemble, combine
 from chaintrade.errors import FatalError, ModelNotFound, RetryableError
 from chaintrade.feature_store import FEATURE_SERVICES, PUSH_SOURCES, open_store
 from chaintrade.features import LOOKBACK_BARS, latest_features, to_timeframe
+from chaintrade.lake import read_bars
 from chaintrade.registry import CHAMPION, alias_version, load_ensemble
 from chaintrade.schemas import BarIn, Prediction
 from chaintrade.settings import Settings
@@ -497,17 +498,7 @@ class Predictor:
 
     def _lake_history(self, bar: BarIn) -> pd.DataFrame:
         """Closed bars before ``bar`` from the raw lake (empty when the lake has none)."""
-        path = self.settings.lake_dir / "bars" / f"symbol={bar.symbol}"
-        columns = ["symbol", "timeframe", "time", "open", "high", "low", "close"]
-        columns += ["tick_volume", "spread", "real_volume"]
-        if not path.exists():
-            empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-            empty["symbol"] = empty["symbol"].astype(object)
-            empty["timeframe"] = empty["timeframe"].astype(object)
-            empty["time"] = pd.Series(dtype="datetime64[ns, UTC]")
-            return empty
-        lake = pd.read_parquet(path)
-        lake["symbol"] = bar.symbol
-        lake["time"] = pd.to_datetime(lake["time"], utc=True).astype("datetime64[ns, UTC]")
-        lake = lake[(lake["timeframe"] == bar.timeframe) & (lake["time"] < pd.Timestamp(bar.time))]
-        return lake.sort_values("time")[columns].tail(LOOKBACK_BARS - 1).reset_index(drop=True)
+        history = read_bars(
+            self.settings.lake_dir, symbols=[bar.symbol], timeframe=bar.timeframe, end=bar.time
+        )
+        return history.tail(LOOKBACK_BARS - 1).reset_index(drop=True)
