@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     serving_token: SecretStr | None = None
     serving_timeout_s: float = 2.0
     label_horizon_bars: int = 1
+    airflow_url: str = Field(
+        default="http://127.0.0.1:8080", description="Airflow API server, for REST triggers."
+    )
+    airflow_username: str = "admin"
+    airflow_password: SecretStr | None = Field(
+        default=None, description="Unset: read var/airflow's generated simple-auth password file."
+    )
 
     @field_validator("home", "feature_repo")
     @classmethod
