@@ -4,19 +4,27 @@ A *chain* is one unit of work crossing services (e.g. one closed bar: collector 
 validator → prediction → decision → risk → execution). Each step emits a
 :class:`ChainEvent`; calls to other systems inside a step are :class:`Dependency`
 records. Events go to an :class:`EventSink` (the PostgreSQL writer in production).
+
+The hot path is a step: two clock reads when it starts, one when it ends, and one list
+(the event's :data:`Record`) handed to the sink. A sink that offers ``emit_record`` (the
+:class:`~chaintrade.chain_store.ChainWriter`) takes that list as is and serializes it on
+its own thread; other sinks get a :class:`ChainEvent` built from it.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-import threading
+import random
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any, Protocol
+
+import msgspec
 
 from chaintrade.domain import HEADER_CHAIN_ID, HEADER_REQUEST_ID, HEADER_SOURCE_SERVICE
 
@@ -26,34 +34,66 @@ ENV_REQUEST_ID = "CHAINTRADE_REQUEST_ID"
 ENV_SOURCE_SERVICE = "CHAINTRADE_SOURCE_SERVICE"
 CONF_KEY = "chaintrade_chain"  # the key in an Airflow dag_run.conf
 
-_uuid7_lock = threading.Lock()
-_uuid7_last = [0, 0]  # last millisecond, counter
+# One event as a plain list, in ``chain_history`` column order (the writer's wire form):
+# [event_id, chain_id, request_id, service_name, event_type, timestamp_ns, duration_ms,
+#  endpoint, user_id, metadata, error_context, dependencies, performance_metrics].
+# ``timestamp_ns`` is nanoseconds since the Unix epoch (UTC); ``event_id`` is None until
+# the writer assigns one (ids are only needed once an event is durable).
+Record = list[Any]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+_randbits = random.getrandbits  # ids need uniqueness, not secrecy; reseeded after fork
+_seq = itertools.count(_randbits(40))
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
+def _reseed_after_fork() -> None:
+    global _seq
+    _seq = itertools.count(_randbits(40))
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
+def new_id_int() -> int:
+    """A time-ordered UUID (RFC 9562 version 7) as an int, monotonic within a thread.
+
+    Layout: 48 bits of Unix milliseconds, the version, 42 bits of a per-process sequence
+    (starting at a random offset; ``next()`` on ``itertools.count`` is atomic, so no
+    lock), the variant and 32 random bits. A caller that needs many ids at once may
+    clear the 32 random bits and use ``value | i`` for ``i < 2**32``: each call takes a
+    new sequence number, so those ranges never overlap.
+    """
+    seq = next(_seq)
+    return (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | ((seq >> 30) & 0xFFF) << 64
+        | 0b10 << 62
+        | (seq & 0x3FFF_FFFF) << 32
+        | _randbits(32)
+    )
 
 
 def new_id() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 version 7), monotonic within this process.
+    """A time-ordered UUID (see :func:`new_id_int`).
 
     Ids that grow with time keep the database's B-tree inserts at the right edge of the
     index (the ``chain_history`` key leads with ``event_id``).
     """
-    ms = time.time_ns() // 1_000_000
-    with _uuid7_lock:
-        if ms <= _uuid7_last[0]:
-            ms = _uuid7_last[0]
-            _uuid7_last[1] += 1
-            if _uuid7_last[1] > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
-                ms += 1
-                _uuid7_last[1] = 0
-        else:
-            _uuid7_last[1] = 0
-        _uuid7_last[0] = ms
-        counter = _uuid7_last[1]
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand)
+    # uuid.UUID(int=...) validates in Python (~4x the cost); the value is valid by
+    # construction, so set UUID's two slots directly.
+    u = _new_object(uuid.UUID)
+    _set_slot(u, "int", new_id_int())
+    _set_slot(u, "is_safe", _UNKNOWN_SAFETY)
+    return u
 
 
-@dataclass(frozen=True, slots=True)
-class Dependency:
+class Dependency(msgspec.Struct, frozen=True, gc=False):
     """One call from a step to another system (HTTP service, database, terminal)."""
 
     target: str
@@ -74,8 +114,7 @@ class Dependency:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ChainEvent:
+class ChainEvent(msgspec.Struct, frozen=True, gc=False):
     """An immutable trace record of one step of one chain (a row of ``chain_history``)."""
 
     chain_id: uuid.UUID
@@ -86,11 +125,49 @@ class ChainEvent:
     duration_ms: float | None = None
     endpoint: str | None = None
     user_id: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = msgspec.field(default_factory=dict)
     dependencies: tuple[Dependency, ...] = ()
-    performance_metrics: Mapping[str, float] = field(default_factory=dict)
+    performance_metrics: Mapping[str, float] = msgspec.field(default_factory=dict)
     error_context: Mapping[str, Any] | None = None
-    event_id: uuid.UUID = field(default_factory=new_id)
+    event_id: uuid.UUID = msgspec.field(default_factory=new_id)
+
+    def record(self) -> Record:
+        """This event in the writer's wire form (naive timestamps are taken as UTC)."""
+        ts = self.timestamp if self.timestamp.tzinfo else self.timestamp.replace(tzinfo=UTC)
+        return [
+            self.event_id,
+            self.chain_id,
+            self.request_id,
+            self.service_name,
+            self.event_type,
+            (ts - EPOCH) // _MICROSECOND * 1000,
+            self.duration_ms,
+            self.endpoint,
+            self.user_id,
+            self.metadata,
+            self.error_context,
+            self.dependencies,
+            self.performance_metrics,
+        ]
+
+    @classmethod
+    def from_record(cls, r: Record) -> ChainEvent:
+        """The event of a wire-form record (a new id when it has none yet)."""
+        return cls(
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            EPOCH + timedelta(microseconds=r[5] // 1000),
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+            tuple(r[11]),
+            r[12],
+            r[10],
+            r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(r[0]) if r[0] else new_id(),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,38 +182,135 @@ class ServiceSpan:
 
 
 class EventSink(Protocol):
-    """Where chain events go. Implementations must not block the caller for long."""
+    """Where chain events go. Implementations must not block the caller for long.
+
+    A sink may also offer ``emit_record(record: Record) -> None``; :class:`ChainContext`
+    then hands it the raw :data:`Record` instead of building a :class:`ChainEvent`.
+    """
 
     def emit(self, event: ChainEvent) -> None: ...
 
 
-class StepTrace:
-    """Collects the dependencies and metrics of one step while it runs."""
+_perf_ns = time.perf_counter_ns
+_time_ns = time.time_ns
 
-    def __init__(self) -> None:
+
+class _DependencyTimer:
+    """``with trace.dependency(...)``: times one call; an exception marks it and propagates."""
+
+    __slots__ = ("_attempt", "_endpoint", "_started", "_target", "_trace")
+
+    def __init__(self, trace: StepTrace, target: str, endpoint: str, attempt: int) -> None:
+        self._trace = trace
+        self._target = target
+        self._endpoint = endpoint
+        self._attempt = attempt
+        self._started = 0
+
+    def __enter__(self) -> None:
+        self._started = _perf_ns()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        elapsed = round((_perf_ns() - self._started) / 1e6, 4)
+        if exc_type is None:
+            status, error = "ok", None
+        elif issubclass(exc_type, TimeoutError):
+            status, error = "timeout", repr(exc)
+        elif issubclass(exc_type, Exception):
+            status, error = "error", repr(exc)
+        else:  # KeyboardInterrupt, SystemExit, GeneratorExit: not a failed call
+            return
+        self._trace.dependencies.append(
+            Dependency(self._target, self._endpoint, self._attempt, elapsed, status, error)
+        )
+
+
+class StepTrace:
+    """One step while it runs: its dependencies, metadata and metrics.
+
+    :meth:`ChainContext.step` returns one as a context manager; on its own (no context)
+    it only collects.
+    """
+
+    __slots__ = (
+        "_context",
+        "_endpoint",
+        "_perf_start",
+        "_service",
+        "_started_ns",
+        "dependencies",
+        "metadata",
+        "metrics",
+    )
+
+    def __init__(
+        self,
+        context: ChainContext | None = None,
+        service_name: str = "",
+        endpoint: str | None = None,
+    ) -> None:
         self.dependencies: list[Dependency] = []
         self.metadata: dict[str, Any] = {}
         self.metrics: dict[str, float] = {}
+        self._context = context
+        self._service = service_name
+        self._endpoint = endpoint
+        self._started_ns = 0
+        self._perf_start = 0
 
-    @contextmanager
-    def dependency(self, target: str, endpoint: str, attempt: int = 1) -> Iterator[None]:
+    def dependency(self, target: str, endpoint: str, attempt: int = 1) -> _DependencyTimer:
         """Time a call to another system; an exception marks it as an error and propagates."""
-        started = time.perf_counter()
-        try:
-            yield
-        except TimeoutError as exc:
-            self._record(target, endpoint, attempt, started, "timeout", repr(exc))
-            raise
-        except Exception as exc:
-            self._record(target, endpoint, attempt, started, "error", repr(exc))
-            raise
-        self._record(target, endpoint, attempt, started, "ok", None)
+        return _DependencyTimer(self, target, endpoint, attempt)
 
-    def _record(
-        self, target: str, endpoint: str, attempt: int, started: float, status: str, err: str | None
+    def __enter__(self) -> StepTrace:
+        self._started_ns = _time_ns()
+        self._perf_start = _perf_ns()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        elapsed = (time.perf_counter() - started) * 1000.0
-        self.dependencies.append(Dependency(target, endpoint, attempt, elapsed, status, err))
+        duration_ms = (_perf_ns() - self._perf_start) / 1e6
+        ctx = self._context
+        if ctx is None:
+            return
+        if exc_type is None:
+            event_type, error_context = "complete", None
+        elif issubclass(exc_type, Exception):
+            event_type = "error"
+            error_context = {
+                "type": exc_type.__name__,
+                "message": str(exc),
+                "reason": getattr(exc, "reason", None),
+            }
+        else:  # not an error of the step (interrupt, exit): no event, as before
+            return
+        metadata = {**ctx.metadata, **self.metadata} if ctx.metadata else dict(self.metadata)
+        record = [
+            None,
+            ctx.chain_id,
+            ctx.request_id,
+            self._service,
+            event_type,
+            self._started_ns,
+            duration_ms,
+            self._endpoint,
+            ctx.user_id,
+            metadata,
+            error_context,
+            tuple(self.dependencies) if self.dependencies else (),
+            dict(self.metrics) if self.metrics else {},
+        ]
+        ctx.records.append(record)
+        ctx.emit_record(record)
 
 
 class ChainContext:
@@ -163,7 +337,11 @@ class ChainContext:
         self.source_service = source_service
         self.user_id = user_id
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self.services: list[ServiceSpan] = []
+        self.records: list[Record] = []  # every step traced here, in the order they ended
+        emit_record = getattr(sink, "emit_record", None)
+        self.emit_record: Callable[[Record], None] = (
+            emit_record if callable(emit_record) else self._emit_event
+        )
 
     # -- propagation ----------------------------------------------------------------
 
@@ -243,28 +421,36 @@ class ChainContext:
 
     # -- steps ----------------------------------------------------------------------
 
-    @contextmanager
-    def step(self, service_name: str, endpoint: str | None = None) -> Iterator[StepTrace]:
-        """Trace one step: emits ``complete`` (or ``error`` with context) when it ends."""
-        trace = StepTrace()
-        started_at = datetime.now(UTC)
-        started = time.perf_counter()
-        try:
-            yield trace
-        except Exception as exc:
-            self._emit(service_name, "error", started_at, started, endpoint, trace, exc)
-            raise
-        self._emit(service_name, "complete", started_at, started, endpoint, trace, None)
+    def step(self, service_name: str, endpoint: str | None = None) -> StepTrace:
+        """Trace one step: emits ``complete`` (or ``error`` with context) when it ends.
+
+        ``with ctx.step("risk") as trace: ...``; an exception is recorded and propagates.
+        """
+        return StepTrace(self, service_name, endpoint)
+
+    @property
+    def services(self) -> list[ServiceSpan]:
+        """Every step traced through this context: service, start, duration, status."""
+        return [
+            ServiceSpan(
+                r[3],
+                EPOCH + timedelta(microseconds=r[5] // 1000),
+                r[6],
+                "error" if r[4] == "error" else "ok",
+                tuple(r[11]),
+            )
+            for r in self.records
+        ]
 
     @property
     def status(self) -> str:
         """``"error"`` when any step failed, else ``"ok"``."""
-        return "error" if any(s.status == "error" for s in self.services) else "ok"
+        return "error" if any(r[4] == "error" for r in self.records) else "ok"
 
     @property
     def duration_ms(self) -> float:
         """Sum of the step durations traced through this context."""
-        return sum(s.duration_ms for s in self.services)
+        return sum(r[6] for r in self.records)
 
     def summary(self) -> dict[str, Any]:
         """The chain as this process saw it: ids, status, services and dependencies."""
@@ -286,51 +472,8 @@ class ChainContext:
             ],
         }
 
-    def _emit(
-        self,
-        service_name: str,
-        event_type: str,
-        started_at: datetime,
-        started: float,
-        endpoint: str | None,
-        trace: StepTrace,
-        exc: Exception | None,
-    ) -> None:
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        error_context = None
-        if exc is not None:
-            error_context = {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "reason": getattr(exc, "reason", None),
-            }
-        dependencies = tuple(trace.dependencies)
-        metadata = {**self.metadata, **trace.metadata} if self.metadata else dict(trace.metadata)
-        self.services.append(
-            ServiceSpan(
-                service_name,
-                started_at,
-                duration_ms,
-                "error" if exc is not None else "ok",
-                dependencies,
-            )
-        )
-        self.sink.emit(
-            ChainEvent(
-                chain_id=self.chain_id,
-                request_id=self.request_id,
-                service_name=service_name,
-                event_type=event_type,
-                timestamp=started_at,
-                duration_ms=duration_ms,
-                endpoint=endpoint,
-                user_id=self.user_id,
-                metadata=metadata,
-                dependencies=dependencies,
-                performance_metrics=dict(trace.metrics),
-                error_context=error_context,
-            )
-        )
+    def _emit_event(self, record: Record) -> None:
+        self.sink.emit(ChainEvent.from_record(record))
 
 
 def _str_or_none(value: Any) -> str | None:

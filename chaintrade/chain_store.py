@@ -1,12 +1,15 @@
 """Chain events into PostgreSQL: a non-blocking batched writer with a durable local spool.
 
-``ChainWriter.emit`` only appends to an in-memory queue; a background thread writes
-batches with binary COPY into a temporary staging table and ``INSERT ... ON CONFLICT DO
-NOTHING`` into ``chain_history`` (keyed by ``event_id``, so replays are idempotent).
+``ChainWriter.emit_record`` (what :class:`~chaintrade.chain.ChainContext` calls) only
+appends the event's list to a deque: no lock, no serialization on the caller's thread. A
+background thread gives each batch its ids, encodes it to JSON lines in one msgspec call,
+journals it, and COPYs the lines into a temporary ``jsonb`` staging table from which
+``INSERT ... ON CONFLICT DO NOTHING`` fills ``chain_history`` (keyed by ``event_id``, so
+replays are idempotent); PostgreSQL, not the interpreter, takes the JSON apart.
 While the database is unreachable, batches are appended to segment files under
 ``<spool_dir>/chain_events`` (one ``<crc32> <json>`` line per event, fsync'd) and replayed
-in order when it answers again. Spool lines that fail their checksum or do not parse are
-moved to ``quarantine.jsonl``; events the database refuses as invalid data go to
+in order when it answers again. Spool lines that fail their checksum are moved to
+``quarantine.jsonl``; events the database refuses as invalid data go to
 ``rejected.jsonl``. Both are counted.
 """
 
@@ -27,104 +30,54 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import compress, repeat, starmap
+from operator import is_, itemgetter, setitem
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import psycopg
 from psycopg import pq
-from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 
-from chaintrade.chain import ChainEvent
+from chaintrade.chain import ChainEvent, Record, new_id_int
 from chaintrade.db import connect
-from chaintrade.errors import ChaintradeError
+from chaintrade.errors import ChaintradeError, DataValidationError
 from chaintrade.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# One staged chain_history row: the JSON columns are already JSON text.
-Row = tuple[
-    uuid.UUID,
-    uuid.UUID,
-    uuid.UUID,
-    str,
-    str,
-    datetime,
-    float | None,
-    str | None,
-    str | None,
-    str,
-    str | None,
-    str,
-    str,
-]
-
-_FIELDS = (
-    "event_id",
-    "chain_id",
-    "request_id",
-    "service_name",
-    "event_type",
-    "timestamp",
-    "duration_ms",
-    "endpoint",
-    "user_id",
-    "metadata",
-    "error_context",
-    "dependencies",
-    "performance_metrics",
+# The staging table holds one event per row as the JSON array of its Record (see
+# chaintrade.chain.Record). CSV with a delimiter and quote that JSON text never contains
+# (msgspec escapes every control character) passes each line through verbatim.
+_CREATE_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS chain_history_json (doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
 )
-_STAGE_TYPES = [
-    "uuid",
-    "uuid",
-    "uuid",
-    "text",
-    "text",
-    "timestamptz",
-    "float8",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-]
-_CREATE_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS chain_history_stage (
-    event_id uuid, chain_id uuid, request_id uuid, service_name text, event_type text,
-    "timestamp" timestamptz, duration_ms float8, endpoint text, user_id text,
-    metadata text, error_context text, dependencies text, performance_metrics text
-) ON COMMIT DELETE ROWS
-"""
 _COPY_STAGE = (
-    "COPY chain_history_stage (event_id, chain_id, request_id, service_name, event_type, "
-    '"timestamp", duration_ms, endpoint, user_id, metadata, error_context, dependencies, '
-    "performance_metrics) "
-    "FROM STDIN (FORMAT BINARY)"
+    "COPY chain_history_json (doc) FROM STDIN (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
 )
 # Explicit varchar(n) casts truncate over-long strings instead of failing the batch.
 _INSERT_FROM_STAGE = """
 INSERT INTO chain_history (event_id, chain_id, request_id, service_name, event_type,
     "timestamp", duration_ms, endpoint, user_id, metadata, error_context, dependencies,
     performance_metrics)
-SELECT event_id, chain_id, request_id, service_name::varchar(100), event_type::varchar(50),
-    "timestamp", duration_ms, endpoint::varchar(255), user_id::varchar(100),
-    metadata::jsonb, error_context::jsonb, dependencies::jsonb, performance_metrics::jsonb
-FROM chain_history_stage
+SELECT (doc->>0)::uuid, (doc->>1)::uuid, (doc->>2)::uuid,
+    (doc->>3)::varchar(100), (doc->>4)::varchar(50),
+    TIMESTAMPTZ 'epoch' + ((doc->>5)::bigint / 1000) * INTERVAL '1 microsecond',
+    (doc->>6)::float8, (doc->>7)::varchar(255), (doc->>8)::varchar(100),
+    coalesce(nullif(doc->9, 'null'), '{}'), nullif(doc->10, 'null'),
+    coalesce(nullif(doc->11, 'null'), '[]'), coalesce(nullif(doc->12, 'null'), '{}')
+FROM chain_history_json
 ON CONFLICT DO NOTHING
 """
-_COPY_DIRECT = (
-    "COPY chain_history (event_id, chain_id, request_id, service_name, event_type, "
-    '"timestamp", duration_ms, endpoint, user_id, metadata, error_context, dependencies, '
-    "performance_metrics) FROM STDIN (FORMAT BINARY)"
-)
-_DIRECT_TYPES = [*_STAGE_TYPES[:9], "jsonb", "jsonb", "jsonb", "jsonb"]
-_JSONB_OID = 3802
-_REQUIRED_TEXT = ("service_name", "event_type", "metadata", "dependencies", "performance_metrics")
 _SPOOL_SUBDIR = "chain_events"
 _SEGMENT_GLOB = "seg-*.jsonl"
 _SEGMENT_MAX_BYTES = 8 * 1024 * 1024
 _REPLAY_CHUNK = 5000
+_JOURNAL_ROTATE_BYTES = 4 * 1024 * 1024
+_LINE_OVERHEAD = 10  # "<8 hex> " and "\n" around each payload
+_ID_RANDOM_BITS = (1 << 32) - 1
+_FIRST = itemgetter(0)
 
 
 # ------------------------------------------------------------------ serialization
@@ -133,8 +86,6 @@ _REPLAY_CHUNK = 5000
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
-    if isinstance(obj, datetime):
-        return obj.isoformat()
     if isinstance(obj, Mapping):
         return dict(obj)
     if isinstance(obj, set | frozenset):
@@ -144,6 +95,8 @@ def _json_default(obj: Any) -> Any:
 
 def _plain(obj: Any) -> Any:
     """A JSON-safe copy: non-finite floats become null, keys become strings."""
+    if isinstance(obj, msgspec.Struct):
+        obj = msgspec.structs.asdict(obj)
     if isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set | frozenset):
@@ -154,230 +107,189 @@ def _plain(obj: Any) -> Any:
         return None
     if obj is None or isinstance(obj, str | int | float | bool):
         return obj
+    if isinstance(obj, datetime):
+        return obj.isoformat()
     return _json_default(obj)
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_json_default).encode
-
-try:  # msgspec is ~5x faster than the standard library; optional (the agent may lack it)
-    import msgspec
-
-    _FAST_ENCODE: Callable[[Any], bytes] | None = msgspec.json.Encoder(
-        enc_hook=_json_default
-    ).encode
-    _FAST_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, msgspec.EncodeError)
-except ImportError:  # pragma: no cover - depends on the installed extras
-    _FAST_ENCODE = None
-    _FAST_ERRORS = (TypeError, ValueError)
+# msgspec writes UUIDs and datetimes as strings and non-finite floats as null.
+_ENCODER = msgspec.json.Encoder(enc_hook=_json_default)
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, UnicodeError, msgspec.EncodeError)
 
 
-def _json(obj: Any) -> str:
-    """Compact JSON text; NaN/inf become null, odd types go through ``_json_default``."""
-    if _FAST_ENCODE is not None:
-        try:  # msgspec writes non-finite floats as null, as _plain does
-            return _FAST_ENCODE(obj).decode("utf-8")
-        except _FAST_ERRORS:
-            return _ENCODE(_plain(obj))
-    try:
-        return _ENCODE(obj)
-    except (ValueError, TypeError):
-        return _ENCODE(_plain(obj))
+def encode_records(records: Sequence[Record]) -> tuple[bytes, list[tuple[Record, str]]]:
+    """Newline-delimited JSON of the records (one line each) and those that cannot be encoded.
 
-
-def _as_uuid(value: Any) -> uuid.UUID:
-    return value if type(value) is uuid.UUID else uuid.UUID(str(value))
-
-
-def _deps_json(deps: Sequence[Any]) -> str:
-    return _json(
-        [
-            {
-                "target": d.target,
-                "endpoint": d.endpoint,
-                "attempt": d.attempt,
-                "duration_ms": round(d.duration_ms, 4),
-                "status": d.status,
-                "error": d.error,
-            }
-            for d in deps
-        ]
-    )
-
-
-def event_row(event: ChainEvent) -> Row:
-    """The staged row of one event (naive timestamps are taken as UTC).
-
-    Strings longer than their ``chain_history`` column are cut to fit (as the seed's
-    ``VARCHAR(n)`` casts do), so one over-long name never fails a batch.
+    One msgspec call encodes the batch; only when it fails is each record retried alone
+    (then through a plain-Python copy that stringifies odd keys and values).
     """
-    ts = event.timestamp
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    duration = event.duration_ms
-    endpoint = event.endpoint
-    user_id = event.user_id
-    return (
-        _as_uuid(event.event_id),
-        _as_uuid(event.chain_id),
-        _as_uuid(event.request_id),
-        str(event.service_name)[:100],
-        str(event.event_type)[:50],
-        ts,
-        None if duration is None else float(duration),
-        None if endpoint is None else str(endpoint)[:255],
-        None if user_id is None else str(user_id)[:100],
-        _json(event.metadata) if event.metadata else "{}",
-        None if event.error_context is None else _json(event.error_context),
-        _deps_json(event.dependencies) if event.dependencies else "[]",
-        _json(event.performance_metrics) if event.performance_metrics else "{}",
-    )
+    try:
+        return _ENCODER.encode_lines(records), []
+    except _ENCODE_ERRORS:
+        pass
+    good: list[bytes] = []
+    bad: list[tuple[Record, str]] = []
+    for record in records:
+        try:
+            good.append(_ENCODER.encode(record))
+        except _ENCODE_ERRORS:
+            try:
+                good.append(_ENCODER.encode(_plain(record)))
+            except _ENCODE_ERRORS as exc:
+                bad.append((record, f"{type(exc).__name__}: {exc}"))
+    return _join(good), bad
 
 
-def _encode_line(row: Row) -> bytes:
-    """One spool line: ``<crc32 hex> <JSON array of the 13 staged columns>``."""
-    if _FAST_ENCODE is not None:
-        payload = _FAST_ENCODE(row)  # UUIDs and datetimes as their ISO strings
-    else:
-        record = [str(row[0]), str(row[1]), str(row[2]), *row[3:]]
-        record[5] = row[5].isoformat()
-        payload = json.dumps(record, separators=(",", ":")).encode("utf-8")
-    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+def _join(payloads: Sequence[bytes]) -> bytes:
+    return b"\n".join(payloads) + b"\n" if payloads else b""
 
 
-def _opt_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
+def _split(blob: bytes) -> list[bytes]:
+    lines = blob.split(b"\n")
+    lines.pop()  # after the last newline
+    return lines
 
 
-def _decode_line(line: bytes) -> Row:
-    """Parse one spool line; raises ValueError with a reason when it is corrupt."""
+def event_payloads(events: Iterable[ChainEvent]) -> list[bytes]:
+    """The JSON payloads of events; raises ``DataValidationError`` for one that cannot be."""
+    blob, bad = encode_records([e.record() for e in events])
+    if bad:
+        raise DataValidationError(f"{len(bad)} event(s) cannot be serialized: {bad[0][1]}")
+    return _split(blob)
+
+
+_LINE = b"%08x %s\n".__mod__
+
+
+def frame(payloads: Sequence[bytes]) -> bytes:
+    """Spool lines: ``<crc32 hex> <payload>\\n`` per payload (all in C-level loops)."""
+    return b"".join(map(_LINE, zip(map(zlib.crc32, payloads), payloads, strict=True)))
+
+
+def _unframe(line: bytes) -> bytes:
+    """The payload of one spool line; raises ValueError with a reason when it is corrupt."""
     if not line.endswith(b"\n"):
         raise ValueError("truncated line")
-    crc, sep, payload = line.rstrip(b"\n").partition(b" ")
+    crc, sep, payload = line[:-1].partition(b" ")
     if not sep or len(crc) != 8:
         raise ValueError("no checksum")
-    if int(crc, 16) != zlib.crc32(payload):
-        raise ValueError("checksum mismatch")
     try:
-        r = json.loads(payload)
-        if isinstance(r, list):  # the current form: the 13 columns in order
-            if len(r) != len(_FIELDS):
-                raise ValueError(f"{len(r)} columns")
-            r = dict(zip(_FIELDS, r, strict=True))
-        duration = r["duration_ms"]
-        ts = datetime.fromisoformat(r["timestamp"])
-        if ts.tzinfo is None:
-            raise ValueError("naive timestamp")
-        for key in (
-            "service_name",
-            "event_type",
-            "metadata",
-            "dependencies",
-            "performance_metrics",
-        ):
-            if not isinstance(r[key], str):
-                raise TypeError(f"{key} is not a string")
-        return (
-            uuid.UUID(r["event_id"]),
-            uuid.UUID(r["chain_id"]),
-            uuid.UUID(r["request_id"]),
-            r["service_name"],
-            r["event_type"],
-            ts,
-            None if duration is None else float(duration),
-            _opt_str(r["endpoint"]),
-            _opt_str(r["user_id"]),
-            r["metadata"],
-            _opt_str(r["error_context"]),
-            r["dependencies"],
-            r["performance_metrics"],
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"bad record: {exc}") from exc
+        expected = int(crc, 16)
+    except ValueError:
+        raise ValueError("no checksum") from None
+    if expected != zlib.crc32(payload):
+        raise ValueError("checksum mismatch")
+    return payload
+
+
+def _block(blob: bytes, count: int) -> bytes:
+    """A journal block: the payload lines as they are, then ``#<crc32 of them> <count>``.
+
+    One checksum per batch costs nothing per event; replay checks it over the block.
+    """
+    return blob + b"#%08x %d\n" % (zlib.crc32(blob), count)
+
+
+def _parse_segment(lines: Sequence[bytes]) -> tuple[list[bytes], list[tuple[int, str, bytes]]]:
+    """Payloads of a segment's lines, and the corrupt lines as (line number, reason, line).
+
+    Framed lines (``<crc> <payload>``) are checked one by one; bare payload lines are a
+    journal block, checked by the ``#`` trailer that follows them. Bare lines with no
+    trailer are a journal torn by a crash while it was written: whole lines are kept
+    (the database validates them), a last line without its newline is quarantined.
+    """
+    good: list[bytes] = []
+    bad: list[tuple[int, str, bytes]] = []
+    block: list[tuple[int, bytes]] = []
+    for number, line in enumerate(lines, start=1):
+        if line.startswith(b"["):
+            block.append((number, line))
+        elif line.startswith(b"#"):
+            crc, _, count = line[1:].strip().partition(b" ")
+            data = b"".join(x for _, x in block)
+            try:
+                ok = int(crc, 16) == zlib.crc32(data) and int(count) == len(block)
+            except ValueError:
+                ok = False
+            if ok:
+                good.extend(x[:-1] for _, x in block)
+            else:
+                bad.extend((n, "block checksum mismatch", x) for n, x in block)
+            block = []
+        else:
+            try:
+                good.append(_unframe(line))
+            except ValueError as exc:
+                bad.append((number, str(exc), line))
+    for number, line in block:
+        if line.endswith(b"\n"):
+            good.append(line[:-1])
+        else:
+            bad.append((number, "truncated line", line))
+    return good, bad
 
 
 # ----------------------------------------------------------------- database writes
 
 
-class _JsonbTextDumper(Dumper):
-    """Binary ``jsonb`` from JSON text already built (version byte 1 + the text)."""
+def write_ndjson(conn: psycopg.Connection[Any], blob: bytes, *, create_stage: bool = True) -> int:
+    """COPY newline-delimited JSON records into ``chain_history`` in one transaction.
 
-    format = pq.Format.BINARY
-    oid = _JSONB_OID
-
-    def dump(self, obj: Any) -> bytes:
-        return b"\x01" + (obj.encode("utf-8") if isinstance(obj, str) else bytes(obj))
-
-
-class _JsonbText(str):
-    """Marker type under which ``_JsonbTextDumper`` is registered (by oid it serves str)."""
-
-
-def _copy_direct(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
-    cur.adapters.register_dumper(_JsonbText, _JsonbTextDumper)
-    with cur.copy(_COPY_DIRECT) as copy:
-        copy.set_types(_DIRECT_TYPES)
-        for row in rows:
-            copy.write_row(row)
-
-
-def write_rows(conn: psycopg.Connection[Any], rows: Sequence[Row], *, fresh: bool = True) -> int:
-    """COPY staged rows into ``chain_history`` in one transaction; return rows inserted.
-
-    ``fresh`` (the writer's live batches, whose ids were never sent): binary COPY straight
-    into ``chain_history``, about 2x faster; a duplicate key there rolls back and the batch
-    goes the idempotent way. Otherwise (replays): COPY into a temporary staging table and
-    ``INSERT ... ON CONFLICT DO NOTHING``.
+    Returns the rows inserted. Idempotent: an ``event_id`` already stored is skipped
+    (``ON CONFLICT DO NOTHING``). ``create_stage=False`` when this connection has the
+    temporary staging table already (one round trip less).
     """
-    if not rows:
+    if not blob:
         return 0
-    if fresh:
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                _copy_direct(cur, rows)
-            return len(rows)
-        except psycopg.errors.UniqueViolation:
-            pass  # some were written before (e.g. a lost commit acknowledgement)
     outer = conn.info.transaction_status != pq.TransactionStatus.IDLE
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(_CREATE_STAGE)
+        if create_stage:
+            cur.execute(_CREATE_STAGE)
         with cur.copy(_COPY_STAGE) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for row in rows:
-                copy.write_row(row)
+            copy.write(blob)
         cur.execute(_INSERT_FROM_STAGE)
         inserted = max(cur.rowcount, 0)
         if outer:  # ON COMMIT DELETE ROWS fires only when the caller commits
-            cur.execute("DELETE FROM chain_history_stage")
+            cur.execute("DELETE FROM chain_history_json")
     return inserted
+
+
+def write_payloads(conn: psycopg.Connection[Any], payloads: Sequence[bytes]) -> int:
+    """:func:`write_ndjson` of single-line JSON payloads."""
+    return write_ndjson(conn, _join(payloads))
 
 
 def write_events(conn: psycopg.Connection[Any], events: Iterable[ChainEvent]) -> int:
     """Write events synchronously (idempotent by ``event_id``); return rows newly inserted."""
-    return write_rows(conn, [event_row(e) for e in events])
+    return write_payloads(conn, event_payloads(events))
 
 
 def _write_isolating(
     conn: psycopg.Connection[Any],
-    rows: Sequence[Row],
-    reject: Callable[[Row, str], None],
+    payloads: Sequence[bytes],
+    reject: Callable[[bytes, str], None],
+    blob: bytes | None = None,
+    *,
+    create_stage: bool = True,
 ) -> int:
-    """Write rows; on invalid data, bisect and hand the offending rows to ``reject``.
+    """Write payloads (or ``blob``, the same as NDJSON); on invalid data, bisect and hand
+    the offending ones to ``reject``.
 
-    Connection errors and other failures propagate (the caller spools the rows).
+    Connection errors and other failures propagate (the caller spools the payloads).
     """
     try:
-        return write_rows(conn, rows)
+        return write_ndjson(
+            conn, _join(payloads) if blob is None else blob, create_stage=create_stage
+        )
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
-        if len(rows) == 1:
-            reject(rows[0], f"{type(exc).__name__}: {exc}".strip())
+        if blob is not None:
+            return _write_isolating(conn, _split(blob), reject)
+        if len(payloads) == 1:
+            reject(payloads[0], f"{type(exc).__name__}: {exc}".strip())
             return 0
-        mid = len(rows) // 2
-        return _write_isolating(conn, rows[:mid], reject) + _write_isolating(
-            conn, rows[mid:], reject
+        mid = len(payloads) // 2
+        return _write_isolating(conn, payloads[:mid], reject) + _write_isolating(
+            conn, payloads[mid:], reject
         )
 
 
@@ -435,7 +347,7 @@ class ReplayResult:
 
 @dataclass(slots=True)
 class Journal:
-    """A batch written to its own locked segment before it is sent to the database."""
+    """The segment a writer journals its batches to before it sends them (locked)."""
 
     path: Path
     fh: IO[bytes]
@@ -443,12 +355,12 @@ class Journal:
 
 
 class Spool:
-    """Append-only segment files of staged rows; each segment is locked by its writer.
+    """Append-only segment files of event payloads; each segment is locked by its writer.
 
     Bounded: segments together stay under ``max_bytes``. When a new write would cross
-    it, ``full_policy`` decides: ``"drop_newest"`` (default) refuses the new rows
+    it, ``full_policy`` decides: ``"drop_newest"`` (default) refuses the new events
     (``append`` returns how many it kept) so the oldest evidence is kept and replayed in
-    order; ``"drop_oldest"`` deletes the oldest unlocked segments until the rows fit.
+    order; ``"drop_oldest"`` deletes the oldest unlocked segments until the new ones fit.
     Either way the events lost are returned to the caller to count.
     """
 
@@ -471,6 +383,7 @@ class Spool:
         self._bytes = 0
         self._seq = 0
         self._others = 0  # bytes of the segments not open here, as of the last scan
+        self._journal: Journal | None = None
         self.rescan()
 
     def rescan(self) -> int:
@@ -518,27 +431,26 @@ class Spool:
         log.error("spool full: deleted %s (%d event(s)) to make room", path.name, lost)
         return lost
 
-    def append(self, rows: Sequence[Row]) -> tuple[int, int]:
-        """Append rows to the current segment and fsync it.
+    def append(self, payloads: Sequence[bytes]) -> tuple[int, int]:
+        """Append payloads to the current segment and fsync it.
 
-        Returns ``(kept, dropped)``: rows refused by a full spool and events of older
-        segments deleted to make room (``drop_oldest``).
+        Returns ``(kept, dropped)``: payloads kept (the oldest that fit when the spool
+        is full) and events of older segments deleted to make room (``drop_oldest``).
         """
-        if not rows:
+        if not payloads:
             return 0, 0
-        lines = [_encode_line(r) for r in rows]
-        data = b"".join(lines)
-        dropped = self._make_room(len(data))
-        kept = len(lines)
-        if self.size + len(data) > self.max_bytes:  # keep the oldest rows that fit
+        needed = sum(map(len, payloads)) + _LINE_OVERHEAD * len(payloads)
+        dropped = self._make_room(needed)
+        kept = len(payloads)
+        if self.size + needed > self.max_bytes:  # keep the oldest payloads that fit
             room = self.max_bytes - self.size
             kept = 0
-            while kept < len(lines) and room >= len(lines[kept]):
-                room -= len(lines[kept])
+            while kept < len(payloads) and room >= len(payloads[kept]) + _LINE_OVERHEAD:
+                room -= len(payloads[kept]) + _LINE_OVERHEAD
                 kept += 1
             if kept == 0:
                 return 0, dropped
-            data = b"".join(lines[:kept])
+        data = frame(payloads[:kept] if kept < len(payloads) else payloads)
         if self._fh is None or self._bytes >= _SEGMENT_MAX_BYTES:
             self.close_segment()
             self._open_segment()
@@ -549,31 +461,46 @@ class Spool:
         self._bytes += len(data)
         return kept, dropped
 
-    def journal(self, rows: Sequence[Row]) -> Journal | None:
-        """Write rows durably to a new locked segment before they go to the database.
+    def journal(self, blob: bytes, count: int) -> Journal | None:
+        """Append a batch (NDJSON of ``count`` events) as one checksummed block to this
+        spool's journal segment (created and locked on first use) and fsync it, before the
+        batch goes to the database.
 
-        ``None`` when the spool is full (the rows then go unjournaled). Finish with
-        :meth:`release`: ``keep=False`` deletes the segment (the rows are committed),
-        ``keep=True`` unlocks it for replay.
+        ``None`` when the spool is full (the events then go unjournaled). Finish with
+        :meth:`release`. Blocks already committed stay in the segment until it is rotated
+        or closed; a replay after a crash writes them again, and the database ignores them.
         """
-        data = b"".join(_encode_line(r) for r in rows)
+        data = _block(blob, count)
         if self.size + len(data) > self.max_bytes and (self.rescan() + len(data) > self.max_bytes):
             return None
-        path, fd = self._create_segment()
-        fh = os.fdopen(fd, "ab")
-        fh.write(data)
-        fh.flush()
-        os.fsync(fd)
+        journal = self._journal
+        if journal is None:
+            path, fd = self._create_segment()
+            journal = self._journal = Journal(path, os.fdopen(fd, "ab"), 0)
+        journal.fh.write(data)
+        journal.fh.flush()
+        os.fsync(journal.fh.fileno())
+        journal.size += len(data)
         self._others += len(data)
-        return Journal(path, fh, len(data))
+        return journal
 
     def release(self, journal: Journal, *, keep: bool) -> None:
-        """Delete a journal segment whose rows are committed, or leave it to replay."""
-        if not keep:
+        """After the journaled batch: committed (``keep=False``; the segment is deleted
+        once it is big) or not (``keep=True``: the segment is unlocked for replay)."""
+        if keep:
+            journal.fh.close()
+            self._journal = None
+        elif journal.size >= min(_JOURNAL_ROTATE_BYTES, self.max_bytes // 4):
+            self.close_journal()
+
+    def close_journal(self) -> None:
+        """Delete the journal segment, every block of which is committed."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
             # No directory fsync: should the unlink be lost in a crash, replay is a no-op.
             journal.path.unlink(missing_ok=True)
             self._others -= journal.size
-        journal.fh.close()
+            journal.fh.close()
 
     def _create_segment(self) -> tuple[Path, int]:
         self._seq += 1
@@ -608,9 +535,9 @@ class Spool:
         """Segment files in the order they were written."""
         return sorted(self.directory.glob(_SEGMENT_GLOB))
 
-    def reject(self, row: Row, reason: str) -> None:
+    def reject(self, payload: bytes, reason: str) -> None:
         """Keep an event the database refused, with the reason, in ``rejected.jsonl``."""
-        line = _encode_line(row).decode("utf-8").rstrip("\n")
+        line = payload.decode("utf-8", errors="replace")
         record = {"reason": reason, "at": datetime.now(UTC).isoformat(), "line": line}
         _append_durably(self.rejected_path, (json.dumps(record) + "\n").encode("utf-8"))
 
@@ -621,7 +548,7 @@ class Spool:
         database then ignores. Raises on connection errors (the segment stays).
         """
         replayed = corrupt = rejected = segments = skipped = 0
-        rejects: list[tuple[Row, str]] = []
+        rejects: list[tuple[bytes, str]] = []
         for path in self.segments():
             try:
                 fd = os.open(path, os.O_RDWR)
@@ -635,20 +562,16 @@ class Spool:
                     continue  # another replayer finished it meanwhile
                 with os.fdopen(os.dup(fd), "rb") as fh:
                     lines = fh.readlines()
-                rows: list[Row] = []
-                bad: list[dict[str, Any]] = []
-                for number, line in enumerate(lines, start=1):
-                    try:
-                        rows.append(_decode_line(line))
-                    except ValueError as exc:
-                        bad.append(
-                            {
-                                "segment": path.name,
-                                "line_no": number,
-                                "reason": str(exc),
-                                "raw": line.decode("utf-8", errors="replace"),
-                            }
-                        )
+                rows, corrupt_lines = _parse_segment(lines)
+                bad = [
+                    {
+                        "segment": path.name,
+                        "line_no": number,
+                        "reason": reason,
+                        "raw": line.decode("utf-8", errors="replace"),
+                    }
+                    for number, reason, line in corrupt_lines
+                ]
                 rejects.clear()
                 for start in range(0, len(rows), _REPLAY_CHUNK):
                     chunk = rows[start : start + _REPLAY_CHUNK]
@@ -729,7 +652,7 @@ class ChainWriter:
         url: str | Callable[[], str],
         *,
         spool_dir: Path | None = None,
-        batch_size: int = 500,
+        batch_size: int = 5000,
         flush_interval_s: float = 0.2,
         max_queue: int = 100_000,
         retry_interval_s: float = 1.0,
@@ -754,16 +677,17 @@ class ChainWriter:
         self._connect_timeout_s = connect_timeout_s
 
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
-        self._queue: deque[ChainEvent] = deque()
+        self._wake = threading.Event()
+        self._woken = False  # set by emitters with _wake, cleared by the thread
+        self._queue: deque[Record] = deque()
         self._stopping = False
         self._flush_requested = False
-        self._enqueued = 0
-        self._handled = 0
+        self._taken = 0  # records the thread took from the queue
+        self._handled = 0  # ... and finished with (written, spooled, rejected or dropped)
+        self._dropped_at_emit = 0
         self._counts = dict.fromkeys(
             (
-                "emitted",
                 "written",
                 "spooled",
                 "replayed",
@@ -789,27 +713,38 @@ class ChainWriter:
 
     # -- hot path -------------------------------------------------------------------
 
+    def emit_record(self, record: Record) -> None:
+        """Queue one event in its wire form; returns at once (a deque append, no lock).
+
+        The record must not change afterwards; the thread fills in ``record[0]`` (the
+        event id) when it is None.
+        """
+        queue = self._queue
+        if self._stopping or len(queue) >= self._max_queue:
+            with self._lock:
+                self._dropped_at_emit += 1
+            return
+        queue.append(record)
+        if len(queue) >= self._batch_size and not self._woken:
+            self._woken = True
+            self._wake.set()
+
     def emit(self, event: ChainEvent) -> None:
         """Queue one event; returns at once."""
-        with self._lock:
-            self._counts["emitted"] += 1
-            if self._stopping or len(self._queue) >= self._max_queue:
-                self._counts["dropped"] += 1
-                return
-            self._queue.append(event)
-            self._enqueued += 1
-            if len(self._queue) >= self._batch_size:
-                self._work.notify()
+        self.emit_record(event.record())
 
     # -- control --------------------------------------------------------------------
 
     @property
     def stats(self) -> WriterStats:
-        """A consistent snapshot of the counters."""
+        """A snapshot of the counters."""
         with self._lock:
+            queued = len(self._queue)
+            dropped = self._counts["dropped"] + self._dropped_at_emit
             return WriterStats(
-                **self._counts,
-                queued=len(self._queue),
+                **{**self._counts, "dropped": dropped},
+                emitted=self._taken + queued + self._dropped_at_emit,
+                queued=queued,
                 online=self._online,
                 spool_bytes=self._spool.size,
             )
@@ -818,9 +753,9 @@ class ChainWriter:
         """Wait until every event emitted so far is written, spooled or rejected."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            target = self._enqueued
+            target = self._taken + len(self._queue)
             self._flush_requested = True
-            self._work.notify()
+            self._wake.set()
             while self._handled < target:
                 if not self._thread.is_alive():
                     return False
@@ -832,12 +767,16 @@ class ChainWriter:
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush, stop the thread and close the connection and spool segment."""
-        with self._lock:
-            self._stopping = True
-            self._work.notify()
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("chain writer did not stop within %.0f s", timeout)
+        elif self._queue:  # emitted while the thread was stopping
+            self._take_and_process()
+            self._spool.close_segment()
+            self._spool.close_journal()
+            self._drop_connection()
         atexit.unregister(self.close)
 
     def __enter__(self) -> ChainWriter:
@@ -850,84 +789,106 @@ class ChainWriter:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                if (
-                    len(self._queue) < self._batch_size
-                    and not self._stopping
-                    and not self._flush_requested
-                ):
-                    self._work.wait(self._flush_interval_s)
-                n = min(len(self._queue), self._max_batch)
-                batch = [self._queue.popleft() for _ in range(n)]
-                if not self._queue:
-                    self._flush_requested = False
-                stop = self._stopping and not self._queue
-            try:
-                self._process(batch)
-            except Exception:  # never let the thread die; _process spools what it can
-                log.exception("chain writer: unexpected error; %d event(s) lost", len(batch))
-                self._count("dropped", len(batch))
-            finally:
-                with self._lock:
-                    self._handled += len(batch)
-                    self._progress.notify_all()
+            if (
+                len(self._queue) < self._batch_size
+                and not self._stopping
+                and not self._flush_requested
+            ):
+                self._wake.wait(self._flush_interval_s)
+            self._wake.clear()
+            self._woken = False
+            stop = self._take_and_process()
             if stop:
                 break
         self._spool.close_segment()
+        self._spool.close_journal()
         self._drop_connection()
+
+    def _take_and_process(self) -> bool:
+        """Process one batch from the queue; True when stopping and the queue is empty."""
+        with self._lock:
+            n = min(len(self._queue), self._max_batch)
+            batch = list(starmap(self._queue.popleft, repeat((), n)))  # a C-level loop
+            self._taken += n
+            if not self._queue:
+                self._flush_requested = False
+            stop = self._stopping and not self._queue
+        try:
+            self._process(batch)
+        except Exception:  # never let the thread die; _process spools what it can
+            log.exception("chain writer: unexpected error; %d event(s) lost", len(batch))
+            self._count("dropped", len(batch))
+        finally:
+            with self._lock:
+                self._handled += n
+                self._progress.notify_all()
+        return stop
 
     def _count(self, name: str, n: int) -> None:
         if n:
             with self._lock:
                 self._counts[name] += n
 
-    def _process(self, batch: list[ChainEvent]) -> None:
-        rows: list[Row] = []
-        for event in batch:
-            try:
-                rows.append(event_row(event))
-            except Exception as exc:
-                log.warning("chain writer: unserializable event rejected: %r", exc)
-                self._count("rejected", 1)
+    def _process(self, batch: list[Record]) -> None:
+        if batch:
+            # Records from ChainContext have no id yet: one new sequence number per batch,
+            # its low 32 bits number the events (C-level loops: the GIL is shared with
+            # the traced code).
+            base = new_id_int() & ~_ID_RANDOM_BITS
+            ids = map("%032x".__mod__, range(base, base + len(batch)))
+            need = compress(batch, map(is_, map(_FIRST, batch), repeat(None)))
+            deque(map(setitem, need, repeat(0), ids), maxlen=0)
+        blob, unencodable = encode_records(batch)
+        for record, reason in unencodable:
+            log.warning("chain writer: unserializable event rejected: %s", reason)
+            self._spool.reject(repr(record).encode("utf-8"), reason)
+        self._count("rejected", len(unencodable))
+        n = len(batch) - len(unencodable)
         if self._spool_pending:
             self._try_replay()
-        if not rows:
+        if not n:
             return
         conn = None if self._spool_pending else self._connection()
         if conn is None:
-            self._spool_rows(rows)
+            self._spool_payloads(_split(blob))
             return
-        journal = self._spool.journal(rows) if self._journal else None
+        journal = self._spool.journal(blob, n) if self._journal else None
         if self._journal and journal is None:
-            self._count("unjournaled", len(rows))
+            self._count("unjournaled", n)
         rejected: list[int] = []
         try:
-            _write_isolating(conn, rows, lambda r, why: self._reject(r, why, rejected))
+            _write_isolating(
+                conn,
+                (),
+                lambda p, why: self._reject(p, why, rejected),
+                blob,
+                create_stage=False,  # made when the connection was opened
+            )
         except (psycopg.Error, ChaintradeError) as exc:
             self._went_offline(exc)
-            # Rows already committed are ignored on replay.
+            # Events already committed are ignored on replay.
             if journal is not None:
                 self._spool.release(journal, keep=True)
                 self._spool_pending = True
-                self._count("spooled", len(rows))
+                self._count("spooled", n)
             else:
-                self._spool_rows(rows)
+                self._spool_payloads(_split(blob))
             return
         if journal is not None:
             self._spool.release(journal, keep=False)
-        self._count("written", len(rows) - len(rejected))
+        self._count("written", n - len(rejected))
 
-    def _reject(self, row: Row, reason: str, sink: list[int]) -> None:
-        log.warning("chain writer: event %s rejected by the database: %s", row[0], reason)
-        self._spool.reject(row, reason)
+    def _reject(self, payload: bytes, reason: str, sink: list[int]) -> None:
+        log.warning("chain writer: event rejected by the database: %s", reason)
+        self._spool.reject(payload, reason)
         self._count("rejected", 1)
         sink.append(1)
 
-    def _spool_rows(self, rows: list[Row]) -> None:
-        kept, dropped = self._spool.append(rows)
+    def _spool_payloads(self, payloads: list[bytes]) -> None:
+        kept, dropped = self._spool.append(payloads)
         self._spool_pending = True
         self._count("spooled", kept)
-        refused = len(rows) - kept
+        refused = len(payloads) - kept
         if refused:
             log.error(
                 "chain writer: spool full (%d bytes cap): %d event(s) dropped",
@@ -968,6 +929,7 @@ class ChainWriter:
             self._conn = connect(
                 self._url(), autocommit=True, connect_timeout_s=self._connect_timeout_s
             )
+            self._conn.execute(_CREATE_STAGE)  # for the session: batches skip it
         except Exception as exc:
             self._went_offline(exc)
             return None
@@ -1018,7 +980,7 @@ def chain_events(url: str, chain_id: uuid.UUID | str) -> list[dict[str, Any]]:
             "duration_ms, endpoint, user_id, metadata, error_context, dependencies, "
             "performance_metrics, created_at FROM chain_history WHERE chain_id = %s "
             'ORDER BY "timestamp", created_at, event_id',
-            (_as_uuid(chain_id),),
+            (chain_id if isinstance(chain_id, uuid.UUID) else uuid.UUID(str(chain_id)),),
         )
         return cur.fetchall()
 
@@ -1027,14 +989,16 @@ __all__ = [
     "ChainWriter",
     "Journal",
     "ReplayResult",
-    "Row",
     "Spool",
     "WriterStats",
     "chain_events",
     "count_chains",
     "count_events",
-    "event_row",
+    "encode_records",
+    "event_payloads",
+    "frame",
     "replay_spool",
     "write_events",
-    "write_rows",
+    "write_ndjson",
+    "write_payloads",
 ]

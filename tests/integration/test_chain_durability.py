@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ import pytest
 from psycopg import conninfo
 
 from chaintrade.chain import ChainEvent
-from chaintrade.chain_store import ChainWriter, Spool, _encode_line, event_row, replay_spool
+from chaintrade.chain_store import ChainWriter, Spool, event_payloads, frame, replay_spool
 from chaintrade.db import connect
 
 pytestmark = pytest.mark.integration
@@ -219,18 +220,19 @@ def test_kill_9_during_a_flush_loses_nothing_and_doubles_nothing(
             kind, *second = proc.stdout.readline().split()
             assert kind == "flushing" and len(second) == 700
 
-            def copy_is_waiting() -> bool:
+            def insert_is_waiting() -> bool:
                 with connect(clean_db) as probe:
                     row = probe.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock' AND query ILIKE 'COPY chain_history%%'"
+                        " AND wait_event_type = 'Lock'"
+                        " AND query ILIKE '%%INSERT INTO chain_history%%'"
                     ).fetchone()
                 return bool(row and row[0])
 
-            wait_for(copy_is_waiting)
+            wait_for(insert_is_waiting)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-            locker.rollback()  # releases the lock; the killed COPY was never committed
+            locker.rollback()  # releases the lock; the killed insert was never committed
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -246,7 +248,7 @@ def test_kill_9_during_a_flush_loses_nothing_and_doubles_nothing(
 
 def test_spool_at_its_cap_keeps_the_oldest_and_counts_what_it_refused(tmp_path: Path) -> None:
     probe = events(1)
-    size = len(_encode_line(event_row(probe[0])))
+    size = len(frame(event_payloads(probe)))
     cap = size * 250  # room for about 250 events
     with ChainWriter(
         UNREACHABLE, spool_dir=tmp_path, spool_max_bytes=cap, batch_size=100
@@ -265,12 +267,11 @@ def test_spool_at_its_cap_drop_oldest_policy_keeps_the_newest(
     clean_db: str, tmp_path: Path
 ) -> None:
     batch = events(600)
-    size = max(len(_encode_line(event_row(e))) for e in batch)
+    size = max(len(frame(event_payloads([e]))) for e in batch)
     spool = Spool(tmp_path / "chain_events", max_bytes=size * 250, full_policy="drop_oldest")
     dropped_total = 0
     for start in range(0, 600, 100):
-        rows = [event_row(e) for e in batch[start : start + 100]]
-        kept, dropped = spool.append(rows)
+        kept, dropped = spool.append(event_payloads(batch[start : start + 100]))
         spool.close_segment()  # one segment per batch, as after each outage flush
         assert kept == 100
         dropped_total += dropped
@@ -281,3 +282,34 @@ def test_spool_at_its_cap_drop_oldest_policy_keeps_the_newest(
     stored = set(stored_ids(clean_db))
     assert {e.event_id for e in batch[-200:]} <= stored  # the newest survive
     assert batch[0].event_id not in stored
+
+
+def test_journal_block_torn_or_altered_is_quarantined_never_half_trusted(
+    clean_db: str, tmp_path: Path
+) -> None:
+    batch = events(30)
+    blob = b"".join(p + b"\n" for p in event_payloads(batch))
+    spool = Spool(tmp_path / "chain_events")
+    # A journal torn by a crash mid-write: 20 whole lines, then half of the 21st.
+    torn = spool.journal(blob, 30)
+    assert torn is not None
+    spool.release(torn, keep=True)
+    whole = b"".join(blob.splitlines(keepends=True)[:20])
+    torn.path.write_bytes(whole + blob.splitlines(keepends=True)[20][:25])
+    # A complete journal block with one altered byte: its checksum no longer matches.
+    altered = spool.journal(b"".join(p + b"\n" for p in event_payloads(events(10))), 10)
+    assert altered is not None
+    spool.release(altered, keep=True)
+    data = altered.path.read_bytes()
+    altered.path.write_bytes(data.replace(b'"collector"', b'"collectoR"', 1))
+
+    with connect(clean_db, autocommit=True) as conn:
+        result = spool.replay(conn)
+    assert (result.replayed, result.corrupt) == (20, 11)
+    assert set(stored_ids(clean_db)) == {e.event_id for e in batch[:20]}
+    reasons = [
+        json.loads(x)["reason"]
+        for x in (tmp_path / "chain_events" / "quarantine.jsonl").read_text().splitlines()
+    ]
+    assert sorted(set(reasons)) == ["block checksum mismatch", "truncated line"]
+    assert reasons.count("block checksum mismatch") == 10

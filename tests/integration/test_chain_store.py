@@ -129,6 +129,11 @@ def test_chain_context_steps_reach_the_database(clean_db: str, tmp_path: Path) -
         assert writer.flush(10)
     rows = chain_events(clean_db, ctx.chain_id)
     assert [r["event_type"] for r in rows] == ["complete", "error"]
+    # Ids given by the writer thread: time-ordered UUIDv7, distinct.
+    assert (
+        all(r["event_id"].version == 7 for r in rows) and rows[0]["event_id"] != rows[1]["event_id"]
+    )
+    assert rows[0]["metadata"] == {"bars": 1} and rows[0]["endpoint"] == "/bars"
     assert rows[1]["error_context"]["message"] == "bad bar"
 
 

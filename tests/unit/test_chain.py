@@ -102,3 +102,71 @@ def test_context_keeps_services_status_and_chain_metadata() -> None:
     summary = ctx.summary()
     assert summary["status"] == "error" and len(summary["services"]) == 2
     assert ctx.duration_ms == pytest.approx(sum(s.duration_ms for s in ctx.services))
+
+
+class RecordSink(ListSink):
+    """A sink that also takes raw records, as ChainWriter does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[list[object]] = []
+
+    def emit_record(self, record: list[object]) -> None:
+        self.records.append(record)
+
+
+def test_a_record_sink_gets_the_raw_record_and_an_event_sink_the_same_event() -> None:
+    fast, slow = RecordSink(), ListSink()
+    for sink in (fast, slow):
+        ctx = ChainContext(sink, user_id="u", metadata={"run": 1})
+        with ctx.step("prediction", "/predict") as step:
+            with step.dependency("serving", "/predict", attempt=2):
+                pass
+            step.metrics["latency_ms"] = 1.5
+    assert fast.events == [] and len(fast.records) == 1 and len(slow.events) == 1
+    record, event = fast.records[0], slow.events[0]
+    assert record[0] is None  # the writer assigns ids
+    rebuilt = ChainEvent.from_record(record)
+    for field in ("service_name", "event_type", "endpoint", "user_id", "metadata"):
+        assert getattr(rebuilt, field) == getattr(event, field)
+    assert rebuilt.performance_metrics == {"latency_ms": 1.5}
+    assert [(d.target, d.attempt, d.status) for d in rebuilt.dependencies] == [("serving", 2, "ok")]
+    assert rebuilt.event_id.version == 7
+
+
+def test_event_record_round_trip_keeps_the_timestamp_to_the_microsecond() -> None:
+    from datetime import UTC, datetime
+
+    event = ChainEvent(uuid.uuid4(), uuid.uuid4(), "risk", "complete",
+                       datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), 0.5)  # fmt: skip
+    back = ChainEvent.from_record(event.record())
+    assert back == event
+    naive = ChainEvent(event.chain_id, event.request_id, "risk", "complete",
+                       datetime(2024, 1, 2, 3, 4, 5, 678901), event_id=event.event_id)  # fmt: skip
+    assert naive.record()[5] == event.record()[5]  # naive timestamps are UTC
+
+
+def test_interrupts_are_not_step_errors_and_emit_nothing() -> None:
+    sink = ListSink()
+    ctx = ChainContext(sink)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        ctx.step("collector") as step,
+        step.dependency("mt5", "copy_rates"),
+    ):
+        raise KeyboardInterrupt
+    assert sink.events == [] and ctx.services == [] and step.dependencies == []
+
+
+def test_a_timeout_in_a_dependency_is_recorded_as_timeout() -> None:
+    sink = ListSink()
+    ctx = ChainContext(sink)
+    with (
+        pytest.raises(TimeoutError),
+        ctx.step("prediction") as step,
+        step.dependency("serving", "/predict"),
+    ):
+        raise TimeoutError("slow")
+    [event] = sink.events
+    assert event.event_type == "error" and event.dependencies[0].status == "timeout"
+    assert event.dependencies[0].error == "TimeoutError('slow')"
