@@ -11,12 +11,20 @@ order, on the rows that passed the row rules): duplicate and out-of-order times,
 stale quotes. Spike and stale rules need context (``min_context`` earlier rows,
 ``stale_run`` repeats); rows without enough context before them are never rejected by
 those rules, so a 2-row frame from the live agent is only checked by the cheap rules.
+
+:func:`bar_reason` is the per-bar path of the live agent: the same rules and reason codes as
+``validate_bars`` on the two-row frame ``[previous, bar]``, in plain Python (a few µs instead
+of ~3 ms of pandas); a property test holds the two equal.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -104,6 +112,22 @@ class SessionCalendar:
             wanted = [int(h[:2]) * 100 + int(h[3:]) for h in self.holidays]
             closed |= np.isin(day, wanted)
         return np.asarray(closed, dtype=bool)
+
+    def closed_at(self, epoch_s: float) -> bool:
+        """:meth:`is_closed` for one UTC time in epoch seconds, in plain Python."""
+        zone = ZoneInfo(self.tz)
+        utc = datetime.fromtimestamp(epoch_s, UTC)
+        local = utc.astimezone(zone)
+        minute = local.weekday() * 1440 + local.hour * 60 + local.minute + local.second / 60.0
+        close = self.close_day * 1440 + self.close_hour * 60 + self.grace_minutes
+        reopen = self.open_day * 1440 + self.open_hour * 60
+        wraps = close > reopen  # the window wraps around Monday 00:00
+        closed = (minute >= close or minute < reopen) if wraps else (close <= minute < reopen)
+        if self.holidays and not closed:
+            shifted = (utc + timedelta(hours=(24 - self.close_hour) % 24)).astimezone(zone)
+            wanted = {int(h[:2]) * 100 + int(h[3:]) for h in self.holidays}
+            closed = shifted.month * 100 + shifted.day in wanted
+        return closed
 
 
 # FX as most brokers run it: Friday 17:00 to Sunday 17:00 New York, Christmas and New Year.
@@ -403,6 +427,101 @@ def validate_bars(
     return marker.split(df, gaps)
 
 
+_BAR_NUMERIC: Final = (*PRICE_COLUMNS, "tick_volume", "spread", "real_volume")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _as_float(value: Any) -> float | None:
+    """A number as ``float``; None where ``pd.to_numeric(errors="coerce")`` would give NaN."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return None if math.isnan(number) else number
+    return float(value)
+
+
+def _epoch_s(value: Any) -> float | None:
+    """Epoch seconds of an aware datetime or a number (seconds); None if missing/unparsable."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("'time' must be timezone-aware UTC, got naive")
+        return value.timestamp()
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return None
+
+
+def _row_rules(
+    bar: Mapping[str, Any], calendar: SessionCalendar
+) -> tuple[str | None, float | None]:
+    """``(reason of the row rules, epoch seconds)`` of one bar (``validate_bars``' row rules)."""
+    for key in BAR_FRAME_COLUMNS:
+        if _is_missing(bar[key]):
+            return Reason.MISSING_VALUE, _epoch_s(bar["time"])
+    t = _epoch_s(bar["time"])
+    num = []
+    for key in _BAR_NUMERIC:
+        value = bar[key]
+        number = value if type(value) in (float, int) else _as_float(value)
+        if number is None:
+            return Reason.INVALID_TYPE, t
+        num.append(number)
+    if t is None:
+        return Reason.INVALID_TYPE, t
+    o, h, lo, c, tick_volume, _spread, real_volume = num
+    if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
+        return Reason.NON_POSITIVE_PRICE, t
+    if h < max(o, c) or lo > min(o, c):
+        return Reason.OHLC_INCONSISTENT, t
+    if tick_volume < 0 or real_volume < 0:
+        return Reason.NEGATIVE_VOLUME, t
+    if calendar.closed_at(t):
+        return Reason.MARKET_CLOSED, t
+    return None, t
+
+
+def bar_reason(
+    bar: Mapping[str, Any],
+    previous: Mapping[str, Any] | None = None,
+    *,
+    calendar: SessionCalendar | None = None,
+) -> str | None:
+    """The reason ``validate_bars([previous, bar])`` gives ``bar`` (None: good), in plain Python.
+
+    ``bar`` and ``previous`` map the ``BAR_FRAME_COLUMNS`` to values; ``time`` is an aware
+    datetime or epoch seconds. The row rules and the market calendar apply to ``bar``; the
+    sequence rules compare it with ``previous`` (duplicate time of the same series, and a time
+    before a ``previous`` that passed the row rules). Spike and stale rules need more context
+    than two rows and never fire, as in the frame validator.
+    """
+    cal = calendar or FX_WEEKEND_CORE
+    reason, t = _row_rules(bar, cal)
+    if reason is not None or previous is None or t is None:
+        return reason
+    same_series = previous["symbol"] == bar["symbol"] and str(previous["timeframe"]) == str(
+        bar["timeframe"]
+    )
+    if not same_series:
+        return None
+    prev_reason, prev_t = _row_rules(previous, cal)
+    if prev_t is None:
+        return None
+    if prev_t == t:
+        return Reason.DUPLICATE_TIME
+    if prev_reason is None and t < prev_t:
+        return Reason.OUT_OF_ORDER
+    return None
+
+
 def _scatter(order: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     out[order] = values
@@ -555,6 +674,7 @@ __all__ = [
     "Reason",
     "SessionCalendar",
     "ValidationResult",
+    "bar_reason",
     "validate_bars",
     "validate_ticks",
 ]

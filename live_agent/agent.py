@@ -6,18 +6,18 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from chaintrade.chain import ChainContext, EventSink, StepTrace
-from chaintrade.domain import BAR_FRAME_COLUMNS, Action
+from chaintrade.domain import Action
 from chaintrade.errors import ConfigError, FatalError, ServiceUnavailable
 from chaintrade.schemas import BarIn, Prediction
-from chaintrade.validation import validate_bars
+from chaintrade.validation import bar_reason
 from live_agent import mt5_constants as c
 from live_agent.breaker import CircuitBreaker
 from live_agent.decision import Decision, DecisionRule, decide
@@ -32,12 +32,14 @@ from live_agent.execution import (
     filling_for,
     traced_call,
 )
-from live_agent.risk import RiskReason, RiskVerdict, SymbolTerms
 from live_agent.risk_engine import (
     MarketView,
     ProtectionStore,
     RiskConfig,
     RiskEngine,
+    RiskReason,
+    RiskVerdict,
+    SymbolTerms,
     exposures_of,
     parse_hours,
 )
@@ -55,7 +57,6 @@ __all__ = [
     "ReconcileReport",
     "ReplaySummary",
     "filling_for",
-    "rates_frame",
     "summarize",
 ]
 
@@ -105,6 +106,7 @@ class BarOutcome:
     decision: Decision | None = None
     risk: RiskVerdict | None = None
     orders: tuple[OrderOutcome, ...] = ()
+    decided_ms: float | None = None  # from the closed bar's chain start to the risk verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class Agent:
         self._sink = sink
         self._settings = settings
         self._timeframe = settings.mt5_timeframe
+        self._server_zone = ZoneInfo(settings.server_timezone)
         self._rule = DecisionRule(
             buy_threshold=settings.buy_threshold,
             sell_threshold=settings.sell_threshold,
@@ -161,6 +164,7 @@ class Agent:
                 order_window_s=settings.order_window_s,
                 trading_hours=parse_hours(settings.trading_hours),
                 trading_days=frozenset(settings.trading_days),
+                timezone=settings.server_timezone,
                 daily_loss_pct=settings.daily_loss_pct,
                 max_drawdown_pct=settings.max_drawdown_pct,
                 kill_switch_file=kill,
@@ -179,8 +183,8 @@ class Agent:
         self.breaker = breaker or CircuitBreaker(
             settings.breaker_failures, settings.breaker_reset_s
         )
-        self._last_bar: dict[str, pd.DataFrame] = {}
-        self._last_seen: dict[str, pd.Timestamp] = {}
+        self._last_bar: dict[str, dict[str, Any]] = {}
+        self._last_seen: dict[str, int] = {}  # epoch seconds of the last bar handled
         self._atr: dict[str, float] = {}
         self.last_reconcile: ReconcileReport | None = None
         self.last_reconcile_trace: StepTrace | None = None
@@ -223,13 +227,33 @@ class Agent:
         Open intents of the journal (a crash between send and answer) are looked up by magic +
         client id and closed; any terminal call that fails, or an intent that stays unknown,
         fails the reconciliation and the risk engine denies every order (``not_reconciled``).
-        Positions and orders of other magic numbers are counted, never touched. The report
-        (and its terminal calls, ``last_reconcile_trace``) is kept on the agent, not emitted as a
-        chain: the chain store knows only the bar chain so far.
+        Positions and orders of other magic numbers are counted, never touched. Each run is one
+        ``reconciliation`` chain (one step of that name, its terminal calls as dependencies, the
+        report as metadata) through the agent's sink; the report and the step's trace are also
+        kept on the agent (``last_reconcile``, ``last_reconcile_trace``).
         """
+        chain = ChainContext(
+            self._sink, source_service="live_agent", metadata={"chain_name": "reconciliation"}
+        )
+        with chain.step("reconciliation", "reconcile") as trace:
+            report = self._reconcile(trace)
+            trace.metadata.update(
+                ok=report.ok,
+                reason=report.reason,
+                magic=self._settings.magic,
+                own_positions=report.own_positions,
+                foreign_positions=report.foreign_positions,
+                own_orders=report.own_orders,
+                resolved=[(o.client_order_id, o.state.value, o.reason) for o in report.resolved],
+                unresolved=[o.client_order_id for o in report.unresolved],
+            )
+        self.risk.reconciled = report.ok
+        self.last_reconcile = report
+        self.last_reconcile_trace = trace
+        return report
+
+    def _reconcile(self, trace: StepTrace) -> ReconcileReport:
         magic = self._settings.magic
-        report: ReconcileReport
-        trace = StepTrace()  # not a bar chain: kept off the sink (see the docstring)
         call = self._calls(trace)
         positions = call("positions_get", self._terminal.positions_get)
         orders = call("orders_get", self._terminal.orders_get)
@@ -237,59 +261,56 @@ class Agent:
             "history_deals_get", self._terminal.history_deals_get, HISTORY_FROM, HISTORY_TO
         )
         if positions is None or orders is None or deals is None:
-            report = ReconcileReport(False, "terminal_unavailable")
-        else:
-            resolved, unresolved = self.executor.recover(trace)
-            own = [p for p in positions if p.magic == magic]
-            report = ReconcileReport(
-                ok=not unresolved,
-                reason="unresolved_intents" if unresolved else "ok",
-                own_positions=len(own),
-                foreign_positions=len(positions) - len(own),
-                own_orders=sum(1 for o in orders if o.magic == magic),
-                resolved=tuple(resolved),
-                unresolved=tuple(unresolved),
-            )
-        trace.metadata.update(
-            ok=report.ok,
-            reason=report.reason,
-            own_positions=report.own_positions,
-            foreign_positions=report.foreign_positions,
-            own_orders=report.own_orders,
-            resolved=[(o.client_order_id, o.state.value, o.reason) for o in report.resolved],
-            unresolved=[o.client_order_id for o in report.unresolved],
+            return ReconcileReport(False, "terminal_unavailable")
+        resolved, unresolved = self.executor.recover(trace)
+        own = [p for p in positions if p.magic == magic]
+        return ReconcileReport(
+            ok=not unresolved,
+            reason="unresolved_intents" if unresolved else "ok",
+            own_positions=len(own),
+            foreign_positions=len(positions) - len(own),
+            own_orders=sum(1 for o in orders if o.magic == magic),
+            resolved=tuple(resolved),
+            unresolved=tuple(unresolved),
         )
-        self.risk.reconciled = report.ok
-        self.last_reconcile = report
-        self.last_reconcile_trace = trace
-        return report
 
     # ------------------------------------------------------------------ one chain per bar
     def on_closed_bar(self, symbol: str) -> BarOutcome:
         """Run one chain for the last closed bar of ``symbol``; never raises for bad input."""
         if not self.risk.reconciled:
             self.reconcile()
+        started_chain = time.perf_counter()
         chain = ChainContext(self._sink, source_service="live_agent")
         base = BarOutcome(symbol=symbol, chain_id=chain.chain_id)
 
         try:
             with chain.step("collector", "copy_rates_from_pos") as trace:
-                bars = self._collect(symbol, trace)
+                rates = self._collect(symbol, trace)
         except ServiceUnavailable as exc:
             self._on_terminal_failure()
             return replace(base, error=f"collector:{exc.reason}")
-        current = bars.iloc[[-1]].reset_index(drop=True)
-        self._last_seen[symbol] = current["time"].iloc[0]
-        bar_time = current["time"].iloc[0].to_pydatetime()
+        current = _bar_dict(rates[-1], symbol, self._settings.timeframe)
+        bar_s = int(current["time"])
+        self._last_seen[symbol] = bar_s
+        bar_time = datetime.fromtimestamp(bar_s, UTC)
         now = bar_time + timedelta(minutes=self._timeframe.minutes)
         base = replace(base, bar_time=bar_time)
 
         with chain.step("validator") as trace:
-            rejected = self._validate(symbol, bars, trace)
+            previous = self._last_bar.get(symbol)
+            if previous is None and len(rates) >= 2:
+                previous = _bar_dict(rates[-2], symbol, self._settings.timeframe)
+            rejected = bar_reason(current, previous)
+            trace.metadata.update(
+                symbol=symbol,
+                bar_time=bar_time.isoformat(),
+                rejected=rejected is not None,
+                reason=rejected,
+            )
         if rejected is not None:
             return replace(base, bar_rejected=rejected)
         self._last_bar[symbol] = current
-        atr = _atr(bars, self._settings.atr_period)
+        atr = _atr(rates, self._settings.atr_period)
         if atr is not None:
             self._atr[symbol] = atr
 
@@ -298,7 +319,7 @@ class Agent:
         error: str | None = None
         try:
             with chain.step("prediction", "/predict") as trace:
-                bar_in = _bar_in(current, self._settings.timeframe)
+                bar_in = _bar_in(current, bar_time)
                 if not self.breaker.allow():
                     self.bar_spool.add(bar_in)
                     raise ServiceUnavailable("serving circuit open", reason="circuit_open")
@@ -333,7 +354,8 @@ class Agent:
             error = f"prediction:{exc.reason}"
 
         with chain.step("decision") as trace:
-            own = self._own_positions(trace, symbol)
+            all_own = self._own_positions(trace)
+            own = None if all_own is None else tuple(p for p in all_own if p.symbol == symbol)
             decision = decide(
                 prediction,
                 position_open=bool(own),
@@ -348,7 +370,7 @@ class Agent:
             )
 
         with chain.step("risk") as trace:
-            verdict, info = self._risk(trace, symbol, decision.action, now)
+            verdict, info, reverse = self._risk(trace, symbol, decision.action, now, all_own)
             state, why = self.risk.trading_state()
             trace.metadata.update(
                 approved=verdict.approved,
@@ -356,10 +378,14 @@ class Agent:
                 reasons=list(verdict.reasons),
                 trading_state=state.value,
                 state_reason=why,
+                reverse=[int(p.ticket) for p in reverse],
             )
+        decided_ms = (time.perf_counter() - started_chain) * 1000.0
 
         with chain.step("execution", "order_send") as trace:
-            orders = self._execute(symbol, decision.action, verdict, own or (), info, now, trace)
+            orders = self._execute(
+                symbol, decision.action, verdict, own or (), reverse, info, now, trace
+            )
             trace.metadata.update(
                 orders=[
                     {
@@ -385,6 +411,7 @@ class Agent:
             decision=decision,
             risk=verdict,
             orders=tuple(orders),
+            decided_ms=decided_ms,
         )
 
     def _forward_spooled(self, chain: ChainContext, trace: StepTrace) -> None:
@@ -423,8 +450,7 @@ class Agent:
         if rates is None or len(rates) == 0:
             return True  # let the collector step record why the terminal gave nothing
         last = self._last_seen.get(symbol)
-        closed = pd.Timestamp(int(rates["time"][-1]), unit="s", tz="UTC")
-        return last is None or bool(closed > last)
+        return last is None or self._utc_seconds(int(rates["time"][-1])) > last
 
     def realized_pnl(self) -> float:
         """Sum of profit, swap, commission and fees of this magic number's closing deals."""
@@ -447,7 +473,8 @@ class Agent:
             self.risk.reconciled = False
             self._terminal.initialize()
 
-    def _collect(self, symbol: str, trace: StepTrace) -> pd.DataFrame:
+    def _collect(self, symbol: str, trace: StepTrace) -> np.ndarray:
+        """The last closed bars (``atr_period + 1``, MT5 rate records, oldest first)."""
         count = max(2, self._settings.atr_period + 1)
         with trace.dependency("mt5", "copy_rates_from_pos"):
             rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, count)
@@ -457,31 +484,19 @@ class Agent:
                     f"copy_rates_from_pos({symbol}) gave no bars: {code} {message}",
                     reason="mt5_no_bars",
                 )
-        bars = rates_frame(rates, symbol, self._settings.timeframe)
-        trace.metadata.update(
-            symbol=symbol, bars=len(bars), bar_time=bars["time"].iloc[-1].isoformat()
-        )
-        return bars
+        if self._settings.bar_times == "server":
+            rates = rates.copy()
+            rates["time"] = [self._utc_seconds(int(t)) for t in rates["time"]]
+        trace.metadata.update(symbol=symbol, bars=len(rates), bar_time=int(rates["time"][-1]))
+        return rates
 
-    def _validate(self, symbol: str, bars: pd.DataFrame, trace: StepTrace) -> str | None:
-        """The reason the last bar is rejected, or None; checks order against the previous."""
-        current = bars.iloc[[-1]]
-        previous = self._last_bar.get(symbol)
-        if previous is None:
-            previous = bars.iloc[-2:-1]
-        frame = pd.concat([previous, current], ignore_index=True)
-        frame["_row"] = np.arange(len(frame))
-        result = validate_bars(frame)
-        bad = result.quarantine[result.quarantine["_row"] == len(frame) - 1]
-        reason = str(bad["reason"].iloc[0]) if len(bad) else None
-        trace.metadata.update(
-            symbol=symbol,
-            bar_time=current["time"].iloc[0].isoformat(),
-            rejected=reason is not None,
-            reason=reason,
-            counts=result.counts,
-        )
-        return reason
+    def _utc_seconds(self, stamp: int) -> int:
+        """A terminal time stamp as UTC epoch seconds (``bar_times="server"``: the broker's
+        wall clock read in ``server_timezone``; the earlier reading of a repeated DST hour)."""
+        if self._settings.bar_times == "utc":
+            return stamp
+        wall = datetime.fromtimestamp(stamp, UTC).replace(tzinfo=self._server_zone)
+        return int(wall.timestamp())
 
     def _calls(self, trace: StepTrace) -> Any:
         def call(endpoint: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -489,12 +504,9 @@ class Agent:
 
         return call
 
-    def _own_positions(self, trace: StepTrace, symbol: str | None) -> tuple[Any, ...] | None:
-        call = self._calls(trace)
-        if symbol is None:
-            found = call("positions_get", self._terminal.positions_get)
-        else:
-            found = call("positions_get", self._terminal.positions_get, symbol=symbol)
+    def _own_positions(self, trace: StepTrace) -> tuple[Any, ...] | None:
+        """This magic's open positions (all symbols); None when the terminal did not answer."""
+        found = traced_call(self._terminal, trace, "positions_get", self._terminal.positions_get)
         if found is None:
             return None
         return tuple(p for p in found if p.magic == self._settings.magic)
@@ -528,16 +540,25 @@ class Agent:
         )
 
     def _risk(
-        self, trace: StepTrace, symbol: str, action: Action, now: datetime
-    ) -> tuple[RiskVerdict, Any]:
+        self,
+        trace: StepTrace,
+        symbol: str,
+        action: Action,
+        now: datetime,
+        all_own: tuple[Any, ...] | None,
+    ) -> tuple[RiskVerdict, Any, tuple[Any, ...]]:
+        """The verdict on ``action``, the symbol info, and the own opposite positions a BUY or
+        SELL closes first (a reversal; their closing is judged as a CLOSE, so it happens even
+        when the new position is denied, e.g. in REDUCING). ``all_own``: this magic's open
+        positions, read in the decision step (None when the terminal did not answer)."""
         call = self._calls(trace)
         info = call("symbol_info", self._terminal.symbol_info, symbol)
         account = call("account_info", self._terminal.account_info)
-        if account is not None:
-            self.risk.update_equity(float(account.equity), now)
+        equity = float(account.equity) if account is not None else None
+        if equity is not None:
+            self.risk.update_equity(equity, now)
         if action == Action.HOLD:
-            return RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,)), info
-        all_own = self._own_positions(trace, None)
+            return RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,)), info, ()
         markets: dict[str, MarketView] = {}
         for sym in sorted({p.symbol for p in all_own or ()} | {symbol}):
             sym_info = (
@@ -546,15 +567,32 @@ class Agent:
             view = self._market(sym_info, sym, Action.SELL)
             if view is not None:
                 markets[sym] = view
+        reverse: tuple[Any, ...] = ()
+        kept = all_own
+        if action in (Action.BUY, Action.SELL) and all_own:
+            keep_type = c.POSITION_TYPE_BUY if action == Action.BUY else c.POSITION_TYPE_SELL
+            opposite = tuple(p for p in all_own if p.symbol == symbol and p.type != keep_type)
+            if opposite:
+                closing = self.risk.evaluate(
+                    Action.CLOSE,
+                    symbol,
+                    now=now,
+                    equity=equity,
+                    market=None,
+                    exposures=exposures_of(all_own, markets),
+                )
+                if closing.approved:
+                    reverse = opposite
+                    kept = tuple(p for p in all_own if p not in opposite)
         verdict = self.risk.evaluate(
             action,
             symbol,
             now=now,
-            equity=float(account.equity) if account is not None else None,
+            equity=equity,
             market=self._market(info, symbol, action),
-            exposures=exposures_of(all_own, markets) if all_own is not None else None,
+            exposures=exposures_of(kept, markets) if kept is not None else None,
         )
-        return verdict, info
+        return verdict, info, reverse
 
     def _execute(
         self,
@@ -562,15 +600,21 @@ class Agent:
         action: Action,
         verdict: RiskVerdict,
         own: tuple[Any, ...],
+        reverse: tuple[Any, ...],
         info: Any,
         now: datetime,
         trace: StepTrace,
     ) -> list[OrderOutcome]:
-        if not verdict.approved or info is None:
+        if info is None:
             return []
         s = self._settings
         intents: list[OrderIntent] = []
-        if action in (Action.BUY, Action.SELL):
+        closing = own if action == Action.CLOSE and verdict.approved else reverse
+        for pos in closing:
+            side = Action.SELL if pos.type == c.POSITION_TYPE_BUY else Action.BUY
+            cid = self._client_id(symbol, now, side, int(pos.ticket))
+            intents.append(OrderIntent(cid, symbol, side, float(pos.volume), int(pos.ticket)))
+        if action in (Action.BUY, Action.SELL) and verdict.approved:
             sl, tp = self._stops(symbol, float(info.point))
             intents.append(
                 OrderIntent(
@@ -583,14 +627,11 @@ class Agent:
                     tp,
                 )
             )
-        elif action == Action.CLOSE:
-            for pos in own:
-                side = Action.SELL if pos.type == c.POSITION_TYPE_BUY else Action.BUY
-                cid = self._client_id(symbol, now, side, int(pos.ticket))
-                intents.append(OrderIntent(cid, symbol, side, float(pos.volume), int(pos.ticket)))
-        out = []
+        out: list[OrderOutcome] = []
         for intent in intents:
             if intent.position is None:
+                if any(not o.filled for o in out):
+                    break  # a reversal whose close failed opens nothing
                 self.risk.record_order(now)
             outcome = self.executor.submit(trace, intent, info)
             if outcome.policy == RetcodePolicy.PAUSE:
@@ -605,15 +646,6 @@ class Agent:
 
 
 # ---------------------------------------------------------------------- helpers
-def rates_frame(rates: np.ndarray, symbol: str, timeframe: str) -> pd.DataFrame:
-    """MT5 ``copy_rates_*`` records as a bar frame (UTC times, symbol and timeframe columns)."""
-    frame = pd.DataFrame(rates)
-    frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="s", utc=True)
-    frame.insert(0, "timeframe", timeframe)
-    frame.insert(0, "symbol", symbol)
-    return frame[list(BAR_FRAME_COLUMNS)]
-
-
 def summarize(outcomes: Sequence[BarOutcome], realized_pnl: float) -> ReplaySummary:
     """Totals over bar outcomes; rejects are counted as ``<stage>:<reason>``."""
     rejects: Counter[str] = Counter()
@@ -646,20 +678,29 @@ def summarize(outcomes: Sequence[BarOutcome], realized_pnl: float) -> ReplaySumm
     )
 
 
-def _bar_in(current: pd.DataFrame, timeframe: str) -> BarIn:
-    row = current.iloc[0]
+_RATE_FIELDS = ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
+
+
+def _bar_dict(record: np.void, symbol: str, timeframe: str) -> dict[str, Any]:
+    """One MT5 rate record as the validator's bar mapping (time in epoch seconds)."""
+    bar: dict[str, Any] = dict(zip(_RATE_FIELDS, record.tolist(), strict=True))
+    bar["symbol"], bar["timeframe"] = symbol, timeframe
+    return bar
+
+
+def _bar_in(bar: dict[str, Any], time_: datetime) -> BarIn:
     try:
         return BarIn(
-            symbol=str(row["symbol"]),
-            timeframe=timeframe,
-            time=row["time"].to_pydatetime(),
-            open=float(row["open"]),
-            high=float(row["high"]),
-            low=float(row["low"]),
-            close=float(row["close"]),
-            tick_volume=int(row["tick_volume"]),
-            spread=int(row["spread"]),
-            real_volume=int(row["real_volume"]),
+            symbol=bar["symbol"],
+            timeframe=bar["timeframe"],
+            time=time_,
+            open=bar["open"],
+            high=bar["high"],
+            low=bar["low"],
+            close=bar["close"],
+            tick_volume=bar["tick_volume"],
+            spread=bar["spread"],
+            real_volume=bar["real_volume"],
         )
     except ValidationError as exc:
         raise FatalError(
@@ -667,14 +708,16 @@ def _bar_in(current: pd.DataFrame, timeframe: str) -> BarIn:
         ) from exc
 
 
-def _atr(bars: pd.DataFrame, period: int) -> float | None:
+def _atr(rates: np.ndarray, period: int) -> float | None:
     """Wilder's average true range over the closed bars (None with fewer than period + 1)."""
-    if len(bars) < period + 1:
+    if len(rates) < period + 1:
         return None
-    high, low, close = (bars[k].to_numpy(dtype=float) for k in ("high", "low", "close"))
-    prev = close[:-1]
-    tr = np.maximum(high[1:] - low[1:], np.maximum(abs(high[1:] - prev), abs(low[1:] - prev)))
-    atr = float(tr[:period].mean())
+    high, low, close = (rates[k].tolist() for k in ("high", "low", "close"))
+    tr = [
+        max(h - lo, abs(h - prev), abs(lo - prev))
+        for h, lo, prev in zip(high[1:], low[1:], close[:-1], strict=True)
+    ]
+    atr = sum(tr[:period]) / period
     for value in tr[period:]:
-        atr = (atr * (period - 1) + float(value)) / period
+        atr = (atr * (period - 1) + value) / period
     return atr

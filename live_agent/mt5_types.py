@@ -327,3 +327,17 @@ RATES_DTYPE: Final = np.dtype(
         ("real_volume", "<u8"),
     ]
 )
+
+#: The record of ``copy_ticks_from`` / ``copy_ticks_range`` (the field order of ``Tick``).
+TICK_DTYPE: Final = np.dtype(
+    [
+        ("time", "<i8"),
+        ("bid", "<f8"),
+        ("ask", "<f8"),
+        ("last", "<f8"),
+        ("volume", "<u8"),
+        ("time_msc", "<i8"),
+        ("flags", "<u4"),
+        ("volume_real", "<f8"),
+    ]
+)

@@ -6,17 +6,19 @@
   the volume step, capped at ``volume_max``; below ``volume_min`` the order is denied rather than
   rounded up (that would risk more than the budget).
 * **Caps.** Positions, volume and notional (account currency) per symbol and in total; a spread
-  filter; the symbol's trade mode; UTC trading hours and days; an order rate limit (new orders
-  per sliding window).
+  filter; the symbol's trade mode; trading hours and days in the broker's server time zone
+  (``timezone``; MT5 servers keep broker-local time); an order rate limit (new orders per
+  sliding window).
 * **Protections** persist in a small JSON file (atomic replace) so they survive a restart: the
   day's starting equity and the equity peak. A daily loss of ``daily_loss_pct`` puts the engine in
-  REDUCING until the next UTC day; a drawdown of ``max_drawdown_pct`` from the peak HALTS it
-  until :meth:`RiskEngine.resume`.
+  REDUCING until the next trading day, which starts at midnight server time (``timezone``, so the
+  reset follows the broker's DST changes); a drawdown of ``max_drawdown_pct`` from the peak HALTS
+  it until :meth:`RiskEngine.resume`.
 * **Trading state.** ACTIVE: all orders. REDUCING: only orders that close positions. HALTED: no
   orders at all (positions keep their broker-side SL/TP). A manual :meth:`RiskEngine.halt`, a
   kill-switch file, or the drawdown protection halts; :meth:`RiskEngine.reduce` reduces.
 
-Every denial carries reason codes (:class:`~live_agent.risk.RiskReason`); time is passed in, so
+Every denial carries reason codes (:class:`RiskReason`); time is passed in, so
 the engine is deterministic under replay.
 """
 
@@ -32,9 +34,55 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from chaintrade.domain import Action
-from live_agent.risk import RiskReason, RiskVerdict, SymbolTerms, _mode_allows
+from live_agent import mt5_constants as c
+
+
+class RiskReason:
+    """Reason codes of risk verdicts (stable strings)."""
+
+    APPROVED = "approved"
+    NO_ORDER = "no_order"
+    HALTED = "halted"
+    MAX_POSITIONS = "max_positions"
+    MAX_POSITIONS_TOTAL = "max_positions_total"
+    SPREAD_TOO_WIDE = "spread_too_wide"
+    TRADE_DISABLED = "trade_disabled"
+    INVALID_VOLUME_SPEC = "invalid_volume_spec"
+    NOTHING_TO_CLOSE = "nothing_to_close"
+    INPUTS_UNAVAILABLE = "risk_inputs_unavailable"
+    REDUCING = "reducing_only"
+    NOT_RECONCILED = "not_reconciled"
+    OUTSIDE_TRADING_HOURS = "outside_trading_hours"
+    RATE_LIMITED = "order_rate_limited"
+    SIZE_BELOW_MIN = "size_below_volume_min"
+    NO_STOP_DISTANCE = "no_stop_distance"
+    MAX_VOLUME_SYMBOL = "max_volume_symbol"
+    MAX_VOLUME_TOTAL = "max_volume_total"
+    MAX_NOTIONAL_SYMBOL = "max_notional_symbol"
+    MAX_NOTIONAL_TOTAL = "max_notional_total"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolTerms:
+    """The parts of ``SymbolInfo`` the risk engine reads."""
+
+    volume_min: float
+    volume_max: float
+    volume_step: float
+    trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
+
+
+@dataclass(frozen=True, slots=True)
+class RiskVerdict:
+    """``approved`` with the volume to send, or denied with every failing reason."""
+
+    approved: bool
+    volume: float
+    reasons: tuple[str, ...]
 
 
 class TradingState(StrEnum):
@@ -59,8 +107,11 @@ class RiskConfig:
     max_spread_points: int = 30
     max_orders_per_window: int = 10
     order_window_s: float = 60.0
-    trading_hours: tuple[tuple[int, int], ...] = ()  # UTC minute-of-day windows [start, end)
-    trading_days: frozenset[int] = frozenset()  # weekday() numbers allowed; empty = all
+    trading_hours: tuple[
+        tuple[int, int], ...
+    ] = ()  # server-time minute-of-day windows [start, end)
+    trading_days: frozenset[int] = frozenset()  # server-time weekday() numbers; empty = all
+    timezone: str = "UTC"  # the broker's server time zone (IANA name)
     daily_loss_pct: float | None = 5.0
     max_drawdown_pct: float | None = 20.0
     kill_switch_file: Path | None = None
@@ -183,6 +234,7 @@ class RiskEngine:
         self._state = self._store.load()
         self._rate = RateLimiter(config.max_orders_per_window, config.order_window_s)
         self.reconciled = True
+        self._zone = ZoneInfo(config.timezone)
         self._paused_until: datetime | None = None
         self._pause_reason = ""
 
@@ -233,8 +285,8 @@ class RiskEngine:
     def update_equity(self, equity: float, now: datetime) -> TradingState:
         """Roll the day, track the peak and trip the protections; persisted when changed."""
         s, cfg = self._state, self.config
-        before = asdict(s)
-        day = now.date().isoformat()
+        before = (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted)
+        day = self.server_time(now).date().isoformat()
         if s.day != day:
             s.day, s.day_start_equity = day, equity
         s.peak_equity = max(s.peak_equity, equity)
@@ -252,7 +304,8 @@ class RiskEngine:
         ):
             s.drawdown_halted = True
             s.history.append(f"max_drawdown:{day}")
-        if asdict(s) != before:
+        after = (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted)
+        if after != before:
             self._store.save(s)
         return self.trading_state()[0]
 
@@ -378,8 +431,13 @@ class RiskEngine:
             if cap is not None and value > cap + eps:
                 reasons.append(reason)
 
+    def server_time(self, now: datetime) -> datetime:
+        """``now`` (aware) on the broker's server clock."""
+        return now.astimezone(self._zone)
+
     def _in_hours(self, now: datetime) -> bool:
         cfg = self.config
+        now = self.server_time(now)
         if cfg.trading_days and now.weekday() not in cfg.trading_days:
             return False
         if not cfg.trading_hours:
@@ -412,3 +470,13 @@ def exposures_of(positions: Sequence[Any], markets: Mapping[str, MarketView]) ->
         m = markets.get(p.symbol)
         out.append(Exposure(p.symbol, float(p.volume), notional(float(p.volume), m) if m else 0.0))
     return out
+
+
+def _mode_allows(trade_mode: int, action: Action) -> bool:
+    if trade_mode == c.SYMBOL_TRADE_MODE_FULL:
+        return True
+    if trade_mode == c.SYMBOL_TRADE_MODE_LONGONLY:
+        return action == Action.BUY
+    if trade_mode == c.SYMBOL_TRADE_MODE_SHORTONLY:
+        return action == Action.SELL
+    return False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,8 +55,22 @@ class AgentSettings(BaseSettings):
     max_notional_total: float | None = Field(default=None, gt=0)
     max_orders_per_window: int = Field(default=10, ge=0)
     order_window_s: float = Field(default=60.0, gt=0)
-    trading_hours: str = Field(default="", description='UTC windows "07:00-17:00,..."; "" = all.')
-    trading_days: tuple[int, ...] = Field(default=(), description="weekday() numbers; () = all.")
+    trading_hours: str = Field(
+        default="", description='Server-time windows "07:00-17:00,..."; "" = all.'
+    )
+    trading_days: tuple[int, ...] = Field(
+        default=(), description="Server-time weekday() numbers; () = all."
+    )
+    server_timezone: str = Field(
+        default="UTC",
+        description="The broker's server time zone (IANA, e.g. Europe/Nicosia): the trading day "
+        "of the daily-loss reset and the trading hours/days follow it.",
+    )
+    bar_times: Literal["utc", "server"] = Field(
+        default="utc",
+        description="How the terminal stamps bars: 'server' (MT5: broker wall-clock time as "
+        "epoch seconds) is converted to UTC with server_timezone; the simulator stamps UTC.",
+    )
     daily_loss_pct: float | None = Field(default=5.0, gt=0, le=100)
     max_drawdown_pct: float | None = Field(default=20.0, gt=0, le=100)
     kill_switch_file: Path | None = Field(
@@ -74,6 +90,15 @@ class AgentSettings(BaseSettings):
         if not (self.sell_threshold <= -self.close_band and self.close_band <= self.buy_threshold):
             raise ValueError("need sell_threshold <= -close_band and close_band <= buy_threshold")
         return self
+
+    @field_validator("server_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
 
     @field_validator("trading_hours")
     @classmethod

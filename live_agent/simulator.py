@@ -20,7 +20,7 @@ Model (kept small and documented):
   2 = IOC); ``ORDER_FILLING_RETURN`` is always accepted, BOC never for market orders.
   ``TRADE_ACTION_SLTP`` modifies a position's stops. Pending orders are not simulated.
 * **Account.** Hedging (each deal opens its own position unless ``position`` names one to close),
-  no commission or swap. Margin = volume·contract_size/leverage in the base currency, converted
+  no commission. Margin = volume·contract_size/leverage in the base currency, converted
   with the price when the account currency is the quote currency (EURUSD on a USD account);
   hedged positions are not netted (conservative).
 * **Profit** of a closing deal = (close − open)·volume·contract_size for a buy (the negative for
@@ -30,6 +30,20 @@ Model (kept small and documented):
   closed: a buy (closed at bid) against low/high, a sell (closed at ask) against low/high + spread.
   When SL and TP are both inside one bar the SL is taken (conservative); a bar that opens beyond
   a stop fills at its open.
+* **Swaps** (``SymbolSpec.swap_long`` / ``swap_short``, points per lot, ``SYMBOL_SWAP_MODE_POINTS``)
+  are charged to open positions at each daily rollover (00:00 of the replay clock, which is the
+  broker's server clock when the bars carry server times) that :meth:`advance` passes: one night
+  for the day that ended, three for ``swap_rollover3days`` (Wednesday by default, as brokers
+  charge the weekend then), none for Saturday and Sunday. A position's ``swap`` accumulates;
+  the closing deal carries it (pro rata on a partial close) and the balance takes it.
+* **Sessions.** ``SymbolSpec.sessions`` lists trade sessions ``(weekday, start minute, end
+  minute)`` on the replay clock (weekday 0 = Monday); outside them (and without a forming bar)
+  ``order_send`` answers ``TRADE_RETCODE_MARKET_CLOSED``. Empty: open whenever a bar forms.
+* **Ticks.** ``copy_ticks_from`` / ``copy_ticks_range`` replay recorded ticks (``ticks=``) or, by
+  default, ticks generated from the finest bars (open, the nearer extreme, the other extreme,
+  close, a quarter bar apart; bid from the bar, ask = bid + spread), as ``TICK_DTYPE`` records
+  with the package's ``TICK_FLAG_*`` flags; only ticks at or before the clock are visible.
+  Fills still use the bar quotes above.
 * **Faults.** :class:`FaultConfig` scripts or draws (seeded, one draw per ``order_send``)
   requotes, rejects, timeouts (``order_send`` returns ``None``; with ``timeout_executes`` the
   order was filled anyway, the ambiguous case) and disconnects (every call fails until
@@ -53,6 +67,7 @@ from chaintrade.domain import Timeframe, to_timeframe
 from live_agent import mt5_constants as c
 from live_agent.mt5_types import (
     RATES_DTYPE,
+    TICK_DTYPE,
     AccountInfo,
     OrderCheckResult,
     OrderSendResult,
@@ -83,6 +98,10 @@ class SymbolSpec:
     trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
     trade_exemode: int = c.SYMBOL_TRADE_EXECUTION_MARKET
     stops_level: int = 0
+    swap_long: float = 0.0  # points per lot per night (negative: charged)
+    swap_short: float = 0.0
+    swap_rollover3days: int = c.DAY_OF_WEEK_WEDNESDAY  # MT5's day numbers (Sunday = 0)
+    sessions: tuple[tuple[int, int, int], ...] = ()  # (weekday, start min, end min); () = always
     currency_base: str = "EUR"
     currency_profit: str = "USD"
     currency_margin: str = "EUR"
@@ -139,6 +158,7 @@ class _Position:
     symbol: str
     comment: str
     time_update: int
+    swap: float = 0.0
 
 
 @dataclass(slots=True)
@@ -148,7 +168,8 @@ class _Series:
     times: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.times = self.rates["time"]
+        # contiguous: searchsorted on the strided field view copies it on every call
+        self.times = np.ascontiguousarray(self.rates["time"])
 
     @property
     def seconds(self) -> int:
@@ -178,10 +199,13 @@ class Mt5Simulator:
         faults: FaultConfig | None = None,
         start_bar: int = 1,
         login: int = 10_000_001,
+        ticks: pd.DataFrame | None = None,
     ) -> None:
         """``bars``: columns symbol, timeframe (name, MT5 value or Timeframe), time (UTC), OHLC,
         tick_volume, spread (points), real_volume. ``start_bar``: how many bars of the clock
-        timeframe are already closed when the replay starts."""
+        timeframe are already closed when the replay starts. ``ticks``: recorded ticks (symbol,
+        time_msc, bid, ask; optional last, volume, flags, volume_real); generated from the bars
+        when None."""
         self._series = _load_series(bars)
         if not self._series:
             raise ValueError("bars is empty: the simulator needs at least one bar")
@@ -204,6 +228,10 @@ class Mt5Simulator:
         if not 0 <= start_bar < len(self._timeline):
             raise ValueError(f"start_bar must be in [0, {len(self._timeline) - 1}]")
         self._index = start_bar
+        self._now_cache = int(self._timeline[start_bar])
+        # per clock step: quotes and SymbolInfo records only change when the clock moves
+        self._quotes: dict[str, tuple[float, float, int, bool] | None] = {}
+        self._infos: dict[str, SymbolInfo] = {}
         self._balance = float(balance)
         self._leverage = int(leverage)
         self._currency = currency
@@ -221,6 +249,8 @@ class Mt5Simulator:
         self._next_order = 100_000_001
         self._next_deal = 200_000_001
         self._request_id = 0
+        self._recorded_ticks = _load_ticks(ticks) if ticks is not None else None
+        self._ticks: dict[str, np.ndarray] = {}
         self._record_deal(
             order=0,
             type_=c.DEAL_TYPE_BALANCE,
@@ -260,12 +290,16 @@ class Mt5Simulator:
             return False
         old = int(self._timeline[self._index])
         self._index += 1
+        self._now_cache = int(self._timeline[self._index])
+        self._quotes.clear()
+        self._infos.clear()
         self._check_stops(old, self._now_s)
+        self._charge_swaps(old, self._now_s)
         return True
 
     @property
     def _now_s(self) -> int:
-        return int(self._timeline[self._index])
+        return self._now_cache
 
     # ------------------------------------------------------------------ session
     def initialize(
@@ -350,7 +384,7 @@ class Mt5Simulator:
         """Balance, equity and margin of the simulated hedging account."""
         if not self._live():
             return None
-        profit = round(sum(self._floating(p) for p in self._positions.values()), 2)
+        profit = round(sum(self._floating(p) + p.swap for p in self._positions.values()), 2)
         margin = round(self._used_margin(), 2)
         equity = round(self._balance + profit, 2)
         return AccountInfo(
@@ -404,6 +438,7 @@ class Mt5Simulator:
             self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
             return False
         (self._selected.add if enable else self._selected.discard)(symbol)
+        self._infos.pop(symbol, None)
         return True
 
     def symbol_info(self, symbol: str) -> SymbolInfo | None:
@@ -433,12 +468,13 @@ class Mt5Simulator:
         visible = self._visible(symbol, timeframe)
         if visible is None:
             return None
-        end = len(visible) - start_pos
+        series, started = visible
+        end = started - start_pos
         if start_pos < 0 or count <= 0 or end <= 0:
             self._last_error = (c.RES_E_INVALID_PARAMS, "Invalid start_pos or count")
             return None
         self._ok()
-        return visible[max(0, end - count) : end].copy()
+        return self._slice(series, started, max(0, end - count), end)
 
     def copy_rates_from(
         self, symbol: str, timeframe: int, date_from: datetime | int, count: int
@@ -447,9 +483,10 @@ class Mt5Simulator:
         visible = self._visible(symbol, timeframe)
         if visible is None:
             return None
-        end = int(np.searchsorted(visible["time"], _to_seconds(date_from), side="right"))
+        series, started = visible
+        end = int(np.searchsorted(series.times[:started], _to_seconds(date_from), side="right"))
         self._ok()
-        return visible[max(0, end - count) : end].copy()
+        return self._slice(series, started, max(0, end - count), end)
 
     def copy_rates_range(
         self, symbol: str, timeframe: int, date_from: datetime | int, date_to: datetime | int
@@ -458,10 +495,12 @@ class Mt5Simulator:
         visible = self._visible(symbol, timeframe)
         if visible is None:
             return None
-        times = visible["time"]
-        mask = (times >= _to_seconds(date_from)) & (times <= _to_seconds(date_to))
+        series, started = visible
+        times = series.times[:started]
+        lo = int(np.searchsorted(times, _to_seconds(date_from), side="left"))
+        hi = int(np.searchsorted(times, _to_seconds(date_to), side="right"))
         self._ok()
-        return visible[mask].copy()
+        return self._slice(series, started, lo, max(lo, hi))
 
     # ------------------------------------------------------------------ positions and orders
     def positions_total(self) -> int:
@@ -621,7 +660,8 @@ class Mt5Simulator:
     def _ok(self) -> None:
         self._last_error = (c.RES_S_OK, "Success")
 
-    def _visible(self, symbol: str, timeframe: int) -> np.ndarray | None:
+    def _visible(self, symbol: str, timeframe: int) -> tuple[_Series, int] | None:
+        """The series and how many of its bars have opened by now (the last may be forming)."""
         if not self._live():
             return None
         try:
@@ -633,16 +673,18 @@ class Mt5Simulator:
         if series is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"No history for {symbol} {tf.name}")
             return None
-        now = self._now_s
-        started = int(np.searchsorted(series.times, now, side="right"))
-        visible = series.rates[:started].copy()
-        if started and int(visible["time"][-1]) + series.seconds > now:
-            forming = visible[-1:]
+        return series, int(np.searchsorted(series.times, self._now_s, side="right"))
+
+    def _slice(self, series: _Series, started: int, lo: int, hi: int) -> np.ndarray:
+        """A copy of visible bars ``[lo, hi)``; the forming bar shows only its open."""
+        out = series.rates[lo:hi].copy()
+        if hi == started and hi > lo and int(out["time"][-1]) + series.seconds > self._now_s:
+            forming = out[-1:]
             price = forming["open"][0]
             forming["high"] = forming["low"] = forming["close"] = price
             forming["tick_volume"] = 1
             forming["real_volume"] = 0
-        return visible
+        return out
 
     def _forming_and_last(self, symbol: str) -> tuple[np.void | None, np.void | None]:
         series = self._quote_series.get(symbol)
@@ -659,7 +701,14 @@ class Mt5Simulator:
         return None, last
 
     def _quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
-        """``(bid, ask, spread_points, tradeable)`` now."""
+        """``(bid, ask, spread_points, tradeable)`` now (computed once per clock step)."""
+        try:
+            return self._quotes[symbol]
+        except KeyError:
+            quote = self._quotes[symbol] = self._compute_quote(symbol)
+            return quote
+
+    def _compute_quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
         forming, last = self._forming_and_last(symbol)
         bar = forming if forming is not None else last
         if bar is None:
@@ -675,6 +724,14 @@ class Mt5Simulator:
         if spec is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
             return None
+        cached = self._infos.get(symbol)
+        if cached is not None:
+            self._ok()
+            return cached
+        info = self._infos[symbol] = self._make_symbol_info(symbol, spec)
+        return info
+
+    def _make_symbol_info(self, symbol: str, spec: SymbolSpec) -> SymbolInfo:
         quote = self._quote(symbol)
         bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
         tick_value = spec.contract_size * spec.point
@@ -704,8 +761,10 @@ class Mt5Simulator:
             trade_stops_level=spec.stops_level,
             trade_freeze_level=0,
             trade_exemode=spec.trade_exemode,
-            swap_mode=c.SYMBOL_SWAP_MODE_DISABLED,
-            swap_rollover3days=c.DAY_OF_WEEK_WEDNESDAY,
+            swap_mode=c.SYMBOL_SWAP_MODE_POINTS
+            if spec.swap_long or spec.swap_short
+            else c.SYMBOL_SWAP_MODE_DISABLED,
+            swap_rollover3days=spec.swap_rollover3days,
             margin_hedged_use_leg=False,
             expiration_mode=1,
             filling_mode=spec.filling_mode,
@@ -739,8 +798,8 @@ class Mt5Simulator:
             volume_max=spec.volume_max,
             volume_step=spec.volume_step,
             volume_limit=0.0,
-            swap_long=0.0,
-            swap_short=0.0,
+            swap_long=spec.swap_long,
+            swap_short=spec.swap_short,
             margin_initial=0.0,
             margin_maintenance=0.0,
             session_volume=0.0,
@@ -827,7 +886,7 @@ class Mt5Simulator:
             sl=pos.sl,
             tp=pos.tp,
             price_current=self._close_price(pos),
-            swap=0.0,
+            swap=round(pos.swap, 2),
             profit=self._floating(pos),
             symbol=pos.symbol,
             comment=pos.comment,
@@ -899,7 +958,7 @@ class Mt5Simulator:
         if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
             return c.TRADE_RETCODE_INVALID, "Only ORDER_TYPE_BUY/SELL", 0.0, 0.0
         quote = self._quote(req.symbol)
-        if quote is None or not quote[3]:
+        if quote is None or not quote[3] or not self._in_session(spec):
             return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
         bid, ask, _, _ = quote
         closing = req.position != 0
@@ -950,7 +1009,7 @@ class Mt5Simulator:
         if pos is None or pos.symbol != req.symbol:
             return c.TRADE_RETCODE_POSITION_CLOSED, "Position not found", 0.0, 0.0
         quote = self._quote(req.symbol)
-        if quote is None or not quote[3]:
+        if quote is None or not quote[3] or not self._in_session(self._specs[req.symbol]):
             return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
         if req.sl == pos.sl and req.tp == pos.tp:
             return c.TRADE_RETCODE_NO_CHANGES, "No changes", 0.0, 0.0
@@ -1062,7 +1121,9 @@ class Mt5Simulator:
             comment=comment,
         )
         profit = self._profit(pos.symbol, pos.type, volume, pos.price_open, price)
-        self._balance += profit
+        swap = round(pos.swap * min(1.0, volume / pos.volume), 2) if pos.volume else 0.0
+        pos.swap -= swap
+        self._balance += profit + swap
         deal = self._record_deal(
             order=order,
             type_=c.DEAL_TYPE_BUY if close_type == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL,
@@ -1075,6 +1136,7 @@ class Mt5Simulator:
             profit=profit,
             symbol=pos.symbol,
             comment=comment,
+            swap=swap,
         )
         remaining = round(pos.volume - volume, 8)
         if remaining <= _EPS:
@@ -1134,6 +1196,7 @@ class Mt5Simulator:
         symbol: str,
         comment: str,
         time_s: int | None = None,
+        swap: float = 0.0,
     ) -> int:
         ticket = self._next_deal
         self._next_deal += 1
@@ -1152,7 +1215,7 @@ class Mt5Simulator:
                 volume=volume,
                 price=price,
                 commission=0.0,
-                swap=0.0,
+                swap=swap,
                 profit=profit,
                 fee=0.0,
                 symbol=symbol,
@@ -1161,6 +1224,84 @@ class Mt5Simulator:
             )
         )
         return ticket
+
+    def _in_session(self, spec: SymbolSpec) -> bool:
+        if not spec.sessions:
+            return True
+        now = datetime.fromtimestamp(self._now_s, UTC)
+        minute = now.hour * 60 + now.minute
+        return any(d == now.weekday() and a <= minute < b for d, a, b in spec.sessions)
+
+    def _charge_swaps(self, start: int, end: int) -> None:
+        """Swaps of the rollovers (00:00 of the clock) in ``(start, end]``; see the docstring."""
+        day = 86_400
+        for rollover in range((start // day + 1) * day, end + 1, day):
+            ended = datetime.fromtimestamp(rollover - day, UTC)
+            mt5_day = (ended.weekday() + 1) % 7  # MT5 counts from Sunday = 0
+            if mt5_day in (c.DAY_OF_WEEK_SATURDAY, c.DAY_OF_WEEK_SUNDAY):
+                continue
+            for pos in self._positions.values():
+                spec = self._specs[pos.symbol]
+                points = spec.swap_long if pos.type == c.POSITION_TYPE_BUY else spec.swap_short
+                if not points:
+                    continue
+                nights = 3 if mt5_day == spec.swap_rollover3days else 1
+                amount = nights * points * spec.point * spec.contract_size * pos.volume
+                if spec.currency_profit != self._currency and spec.currency_base == self._currency:
+                    price = self._close_price(pos)
+                    amount = amount / price if price else 0.0
+                pos.swap = round(pos.swap + amount, 2)
+
+    # ------------------------------------------------------------------ ticks
+    def copy_ticks_from(
+        self, symbol: str, date_from: datetime | int, count: int, flags: int
+    ) -> np.ndarray | None:
+        """Up to ``count`` ticks from ``date_from`` (seconds or datetime) that are visible now."""
+        ticks = self._visible_ticks(symbol, flags)
+        if ticks is None:
+            return None
+        start = int(np.searchsorted(ticks["time_msc"], _to_seconds(date_from) * 1000, "left"))
+        self._ok()
+        return ticks[start : start + max(0, count)].copy()
+
+    def copy_ticks_range(
+        self, symbol: str, date_from: datetime | int, date_to: datetime | int, flags: int
+    ) -> np.ndarray | None:
+        """Visible ticks with ``date_from <= time <= date_to`` (seconds or datetimes)."""
+        ticks = self._visible_ticks(symbol, flags)
+        if ticks is None:
+            return None
+        msc = ticks["time_msc"]
+        lo = int(np.searchsorted(msc, _to_seconds(date_from) * 1000, "left"))
+        hi = int(np.searchsorted(msc, _to_seconds(date_to) * 1000 + 999, "right"))
+        self._ok()
+        return ticks[lo : max(lo, hi)].copy()
+
+    def _visible_ticks(self, symbol: str, flags: int) -> np.ndarray | None:
+        if not self._live():
+            return None
+        if symbol not in self._specs:
+            self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
+            return None
+        wanted = {
+            c.COPY_TICKS_ALL: 0,
+            c.COPY_TICKS_INFO: c.TICK_FLAG_BID | c.TICK_FLAG_ASK,
+            c.COPY_TICKS_TRADE: c.TICK_FLAG_LAST | c.TICK_FLAG_VOLUME,
+        }.get(int(flags))
+        if wanted is None:
+            self._last_error = (c.RES_E_INVALID_PARAMS, f"Invalid flags {flags}")
+            return None
+        ticks = self._ticks.get(symbol)
+        if ticks is None:
+            if self._recorded_ticks is not None:
+                ticks = self._recorded_ticks.get(symbol, np.zeros(0, dtype=TICK_DTYPE))
+            else:
+                ticks = _ticks_from_bars(self._quote_series[symbol], self._specs[symbol].point)
+            self._ticks[symbol] = ticks
+        visible = ticks[: int(np.searchsorted(ticks["time_msc"], self._now_s * 1000, "right"))]
+        if wanted:
+            visible = visible[(visible["flags"] & wanted) != 0]
+        return visible
 
     def _check_stops(self, start: int, end: int) -> None:
         """Close positions whose SL/TP was reached by a bar opened in ``[start, end)``."""
@@ -1263,4 +1404,58 @@ def _load_series(bars: pd.DataFrame) -> dict[tuple[str, Timeframe], _Series]:
             rates[col] = group[col].to_numpy()
         timeframe = to_timeframe(tf)  # type: ignore[arg-type]
         out[(str(symbol), timeframe)] = _Series(timeframe, rates)
+    return out
+
+
+def _ticks_from_bars(series: _Series, point: float) -> np.ndarray:
+    """Four ticks per bar: open, the nearer extreme, the other extreme, close (bid; ask = bid +
+    spread), a quarter bar apart; flags mark what changed from the tick before."""
+    rates = series.rates
+    up = rates["close"] >= rates["open"]
+    prices = np.stack(
+        [
+            rates["open"],
+            np.where(up, rates["low"], rates["high"]),
+            np.where(up, rates["high"], rates["low"]),
+            rates["close"],
+        ],
+        axis=1,
+    ).ravel()
+    offsets = np.arange(4) * (series.seconds * 1000 // 4)
+    msc = (rates["time"].astype(np.int64)[:, None] * 1000 + offsets).ravel()
+    spread = np.repeat(rates["spread"].astype(float), 4) * point
+    out = np.zeros(len(prices), dtype=TICK_DTYPE)
+    out["time"], out["time_msc"] = msc // 1000, msc
+    out["bid"], out["ask"] = prices, prices + spread
+    out["flags"] = _change_flags(out["bid"], out["ask"])
+    return out
+
+
+def _change_flags(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
+    flags = np.zeros(len(bid), dtype=np.uint32)
+    bid_changed = np.r_[True, bid[1:] != bid[:-1]]
+    ask_changed = np.r_[True, ask[1:] != ask[:-1]]
+    flags[bid_changed] |= c.TICK_FLAG_BID
+    flags[ask_changed] |= c.TICK_FLAG_ASK
+    return flags
+
+
+def _load_ticks(ticks: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Recorded ticks per symbol as ``TICK_DTYPE`` records sorted by ``time_msc``."""
+    missing = [col for col in ("symbol", "time_msc", "bid", "ask") if col not in ticks.columns]
+    if missing:
+        raise ValueError(f"ticks lack columns {missing}")
+    out = {}
+    for symbol, group in ticks.sort_values("time_msc", kind="stable").groupby("symbol"):
+        records = np.zeros(len(group), dtype=TICK_DTYPE)
+        msc = group["time_msc"].to_numpy(dtype=np.int64)
+        records["time_msc"], records["time"] = msc, msc // 1000
+        for col in ("bid", "ask", "last", "volume", "volume_real"):
+            if col in group.columns:
+                records[col] = group[col].to_numpy()
+        if "flags" in group.columns:
+            records["flags"] = group["flags"].to_numpy()
+        else:
+            records["flags"] = _change_flags(records["bid"], records["ask"])
+        out[str(symbol)] = records
     return out

@@ -5,16 +5,22 @@ of the three. The real module and the bridge client are imported lazily (only wh
 so the agent installs and its tests run without ``MetaTrader5``, ``mt5linux`` or ``rpyc``.
 
 * ``mt5``: ``import MetaTrader5`` (Windows; the package only exists there).
-* ``bridge``: ``mt5linux.MetaTrader5(host=..., port=...)``, the RPyC client of a Python server
-  running next to a terminal under Wine. Its answers can be RPyC proxies (netrefs) of the
-  remote objects; rates are copied into local numpy records with ``rpyc.classic.obtain`` so the
-  agent never holds a proxy across calls.
+* ``bridge``: the remote ``MetaTrader5`` module of an RPyC classic server next to a terminal
+  under Wine (the server mt5linux starts, ``python -m mt5linux`` in Wine's Python), reached
+  with ``rpyc`` alone (the ``bridge`` extra). Answers are copied by value
+  (``rpyc.classic.obtain``); the package's own record types, which do not exist on this side,
+  become the same-named records of :mod:`live_agent.mt5_types`. Requests travel as remote
+  ``dict`` objects and dates as epoch seconds (the package accepts both), so the terminal sees
+  the plain types it expects.
 * ``sim``: :class:`~live_agent.simulator.Mt5Simulator` over recorded or generated bars.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
+import pickle
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -22,9 +28,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from chaintrade.errors import ConfigError
+from chaintrade.errors import ConfigError, ServiceUnavailable
 from live_agent import mt5_constants as c
-from live_agent.mt5_types import RATES_DTYPE
+from live_agent import mt5_types
+from live_agent.mt5_types import RATES_DTYPE, TICK_DTYPE
 from live_agent.terminal import Terminal
 
 TerminalKind = Literal["sim", "mt5", "bridge"]
@@ -38,9 +45,16 @@ class ModuleTerminal:
     remote answer into a local value (identity for the real module).
     """
 
-    def __init__(self, module: Any, *, obtain: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        module: Any,
+        *,
+        obtain: Callable[[Any], Any] | None = None,
+        to_remote: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
         self._mt5 = module
         self._obtain = obtain or (lambda value: value)
+        self._to_remote = to_remote or (lambda request: request)
 
     @property
     def module(self) -> Any:
@@ -89,11 +103,22 @@ class ModuleTerminal:
         )
 
     def copy_rates_range(
-        self, symbol: str, timeframe: int, date_from: datetime, date_to: datetime
+        self, symbol: str, timeframe: int, date_from: datetime | int, date_to: datetime | int
     ) -> Any:
-        return _rates(
-            self._obtain(self._mt5.copy_rates_range(symbol, timeframe, date_from, date_to))
-        )
+        answer = self._mt5.copy_rates_range(symbol, timeframe, _date(date_from), _date(date_to))
+        return _rates(self._obtain(answer))
+
+    def copy_ticks_from(
+        self, symbol: str, date_from: datetime | int, count: int, flags: int
+    ) -> Any:
+        answer = self._mt5.copy_ticks_from(symbol, _date(date_from), count, flags)
+        return _records(self._obtain(answer), TICK_DTYPE)
+
+    def copy_ticks_range(
+        self, symbol: str, date_from: datetime | int, date_to: datetime | int, flags: int
+    ) -> Any:
+        answer = self._mt5.copy_ticks_range(symbol, _date(date_from), _date(date_to), flags)
+        return _records(self._obtain(answer), TICK_DTYPE)
 
     # trading state
     def positions_get(self, *args: Any, **kwargs: Any) -> Any:
@@ -103,30 +128,48 @@ class ModuleTerminal:
         return _tuple(self._obtain(self._mt5.orders_get(*args, **kwargs)))
 
     def history_orders_get(self, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = _dates(args, kwargs)
         return _tuple(self._obtain(self._mt5.history_orders_get(*args, **kwargs)))
 
     def history_deals_get(self, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = _dates(args, kwargs)
         return _tuple(self._obtain(self._mt5.history_deals_get(*args, **kwargs)))
 
     def order_check(self, request: Mapping[str, Any]) -> Any:
-        return self._obtain(self._mt5.order_check(dict(request)))
+        return self._obtain(self._mt5.order_check(self._to_remote(dict(request))))
 
     def order_send(self, request: Mapping[str, Any]) -> Any:
-        return self._obtain(self._mt5.order_send(dict(request)))
+        return self._obtain(self._mt5.order_send(self._to_remote(dict(request))))
 
 
 def _tuple(value: Any) -> tuple[Any, ...] | None:
     return None if value is None else tuple(value)
 
 
+def _date(value: datetime | int) -> int:
+    """A date argument as epoch seconds (MT5 takes a datetime or an int; an int crosses a bridge
+    by value)."""
+    return math.floor(value.timestamp()) if isinstance(value, datetime) else int(value)
+
+
+def _dates(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args = tuple(_date(a) if isinstance(a, datetime) else a for a in args)
+    kwargs = {k: _date(v) if isinstance(v, datetime) else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
 def _rates(value: Any) -> np.ndarray | None:
     """Rates as local ``RATES_DTYPE`` records (a bridge may answer with a list or a proxy)."""
+    return _records(value, RATES_DTYPE)
+
+
+def _records(value: Any, dtype: np.dtype[Any]) -> np.ndarray | None:
     if value is None:
         return None
     array = np.asarray(value)
     if array.dtype.names is None:
-        return np.array([tuple(row) for row in value], dtype=RATES_DTYPE)
-    return array.astype(RATES_DTYPE, copy=True)
+        return np.array([tuple(row) for row in value], dtype=dtype)
+    return array.astype(dtype, copy=True)
 
 
 def _import(name: str, hint: str) -> Any:
@@ -138,14 +181,54 @@ def _import(name: str, hint: str) -> Any:
         ) from exc
 
 
+_PLAIN = (bool, int, float, str, bytes)
+
+
+def _localize(value: Any) -> Any:
+    """A remote record (or a sequence of them) rebuilt here from its fields, as the
+    same-named :mod:`live_agent.mt5_types` record (a plain namedtuple for unknown names)."""
+    if value is None or isinstance(value, _PLAIN):
+        return value
+    as_dict = getattr(value, "_asdict", None)
+    if as_dict is None:
+        return tuple(_localize(v) for v in value)
+    data = {str(k): _localize(v) for k, v in dict(as_dict()).items()}
+    name = str(value.__class__.__name__)
+    known = getattr(mt5_types, name, None)
+    if isinstance(known, type) and getattr(known, "_fields", None) == tuple(data):
+        return known(**data)
+    return namedtuple(name, list(data))(**data)
+
+
 def _rpyc_obtain() -> Callable[[Any], Any]:
+    classic = _import("rpyc.utils.classic", "pip install 'chaintrade[bridge]' (rpyc)")
+
+    def obtain(value: Any) -> Any:
+        if value is None or isinstance(value, _PLAIN):
+            return value
+        try:
+            return classic.obtain(value)
+        except (ImportError, AttributeError, TypeError, pickle.PickleError):
+            return _localize(value)  # MetaTrader5's own record types do not exist here
+
+    return obtain
+
+
+def connect_bridge(host: str, port: int, *, timeout_s: float = 30.0) -> ModuleTerminal:
+    """The remote ``MetaTrader5`` module of an RPyC classic server (mt5linux's) at host:port."""
+    classic = _import("rpyc.utils.classic", "pip install 'chaintrade[bridge]' (rpyc)")
     try:
-        classic = importlib.import_module("rpyc.utils.classic")
-    except ImportError:
-        return lambda value: value
-    obtain: Callable[[Any], Any] = classic.obtain
-    return lambda value: (
-        value if value is None or isinstance(value, (bool, int, float, str)) else obtain(value)
+        conn = classic.connect(host, port, keepalive=True)
+    except OSError as exc:
+        raise ServiceUnavailable(
+            f"no MT5 bridge at {host}:{port}: {exc}", reason="bridge_unreachable"
+        ) from exc
+    conn._config["sync_request_timeout"] = timeout_s
+    remote_dict = conn.builtins.dict
+    return ModuleTerminal(
+        conn.modules["MetaTrader5"],
+        obtain=_rpyc_obtain(),
+        to_remote=lambda request: remote_dict(tuple(request.items())),
     )
 
 
@@ -161,7 +244,7 @@ def load_terminal(
     """A terminal of ``kind`` (``sim``, ``mt5`` or ``bridge``).
 
     ``sim`` needs ``bars`` (options go to :class:`~live_agent.simulator.Mt5Simulator`);
-    ``mt5`` imports ``MetaTrader5``; ``bridge`` connects ``mt5linux.MetaTrader5(host, port)``.
+    ``mt5`` imports ``MetaTrader5``; ``bridge`` connects to the RPyC server at host:port.
     ``module`` replaces the imported module or bridge client (tests, other bridges).
     """
     if kind == "sim":
@@ -179,9 +262,8 @@ def load_terminal(
         return ModuleTerminal(mt5)
     if kind == "bridge":
         if module is None:
-            mt5linux = _import("mt5linux", "pip install mt5linux (and rpyc)")
-            module = mt5linux.MetaTrader5(host=host, port=port)
-        return ModuleTerminal(module, obtain=_rpyc_obtain())
+            return connect_bridge(host, port)
+        return ModuleTerminal(module)
     raise ConfigError(
         f"unknown terminal {kind!r}; use one of {TERMINAL_KINDS}", reason="terminal_kind"
     )

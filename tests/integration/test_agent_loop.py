@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from chaintrade.chain import ChainEvent
+from chaintrade.chain_store import ChainWriter, chain_events
+from chaintrade.db import connect
 from chaintrade.domain import Action
 from chaintrade.errors import ServiceUnavailable
 from live_agent import mt5_constants as c
 from live_agent.agent import STEPS, Agent, ReplaySummary
 from live_agent.execution import OrderJournal, OrderState
-from live_agent.risk import RiskReason
+from live_agent.risk_engine import RiskReason
 from live_agent.serving_client import InvalidPrediction
 from live_agent.settings import AgentSettings
 from live_agent.simulator import FaultConfig, Mt5Simulator
@@ -287,7 +289,7 @@ def test_a_replay_twice_gives_identical_orders_events_and_pnl(tmp_path: Path) ->
     first, second = _replay(tmp_path / "a"), _replay(tmp_path / "b")
     orders, _, steps, pnl, _ = first
     assert len(orders) > 10 and pnl != 0.0  # it really traded
-    assert {s[0] for s in steps} == set(STEPS)
+    assert {s[0] for s in steps} == {*STEPS, "reconciliation"}
     assert first == second
 
 
@@ -318,3 +320,56 @@ def test_bars_missed_by_serving_are_kept_and_forwarded_in_order(tmp_path: Path) 
     calls = second._serving.calls  # type: ignore[attr-defined]
     assert [b.time for b in calls] == [*missed, out.bar_time]
     assert len(second.bar_spool) == 0 and out.error is None
+
+
+def test_each_reconciliation_is_a_chain_with_its_terminal_calls(tmp_path: Path) -> None:
+    sim = sim_of()
+    proxy = Proxy(sim)
+    proxy.orders_get_fails = True
+    agent = agent_of(proxy, [0.9], tmp_path)
+    assert not agent.start().ok
+    proxy.orders_get_fails = False
+    assert agent.reconcile().ok
+    sink: Any = agent._sink
+    chains = [
+        events
+        for events in sink.chains().values()
+        if events[0].metadata.get("chain_name") == "reconciliation"
+    ]
+    assert len(chains) == 2 and all(len(events) == 1 for events in chains)
+    failed, ok = chains[0][0], chains[1][0]
+    assert (failed.service_name, failed.endpoint, failed.event_type) == (
+        "reconciliation",
+        "reconcile",
+        "complete",
+    )
+    assert (failed.metadata["ok"], failed.metadata["reason"]) == (False, "terminal_unavailable")
+    assert [(d.endpoint, d.status) for d in failed.dependencies] == [
+        ("positions_get", "ok"),
+        ("orders_get", "error"),
+        ("history_deals_get", "ok"),
+    ]
+    assert (ok.metadata["ok"], ok.metadata["magic"], ok.metadata["own_positions"]) == (
+        True,
+        MAGIC,
+        0,
+    )
+
+
+def test_reconciliation_chains_reach_postgresql_through_the_chain_writer(
+    clean_db: str, tmp_path: Path
+) -> None:
+    sim = sim_of()
+    with ChainWriter(clean_db, spool_dir=tmp_path / "spool") as writer:
+        agent = Agent(sim, ScriptedServing([0.9]), writer, AgentSettings(magic=MAGIC))
+        report = agent.start()
+        assert writer.flush(timeout=30)
+    assert report.ok
+    with connect(clean_db) as conn:
+        (chain_id,) = conn.execute(
+            "SELECT chain_id FROM chain_history WHERE service_name = 'reconciliation'"
+        ).fetchone() or (None,)
+    (event,) = chain_events(clean_db, chain_id)
+    assert event["event_type"] == "complete" and event["metadata"]["chain_name"] == "reconciliation"
+    assert event["metadata"]["ok"] is True and event["metadata"]["magic"] == MAGIC
+    assert {d["endpoint"] for d in event["dependencies"]} >= {"positions_get", "orders_get"}

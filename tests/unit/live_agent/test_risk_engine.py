@@ -9,13 +9,15 @@ import pytest
 
 from chaintrade.domain import Action
 from live_agent import mt5_constants as c
-from live_agent.risk import RiskReason, RiskVerdict, SymbolTerms
 from live_agent.risk_engine import (
     Exposure,
     MarketView,
     ProtectionStore,
     RiskConfig,
     RiskEngine,
+    RiskReason,
+    RiskVerdict,
+    SymbolTerms,
     TradingState,
     atr_volume,
     parse_hours,
@@ -224,3 +226,86 @@ def test_sizing_uses_the_orders_own_stop_distance_when_given() -> None:
     # a 100-point SL (0.0010) at 1 USD/point/lot: 1% of 10,000 = 100 USD -> 1.0 lot
     m = MarketView(TERMS, 1.1, 10, 0.00001, 1.0, atr=0.0010, stop_distance=0.0010)
     assert buy(engine(risk_pct=1.0, atr_sl_mult=2.0), market=m).volume == 1.0
+
+
+@pytest.mark.parametrize(
+    ("lot", "terms", "expected"),
+    [
+        (0.037, TERMS, 0.03),
+        (80.0, TERMS, 5.0),
+        (0.3, SymbolTerms(volume_min=0.1, volume_max=10, volume_step=0.1), 0.3),
+        (1.26, SymbolTerms(volume_min=1, volume_max=100, volume_step=0.25), 1.25),
+        (1.0, SymbolTerms(volume_min=0.01, volume_max=1, volume_step=0), None),
+    ],
+)
+def test_lot_rounded_down_to_the_step_and_capped(
+    lot: float, terms: SymbolTerms, expected: float | None
+) -> None:
+    assert round_volume(lot, terms) == expected
+
+
+def test_a_bad_volume_spec_denies_with_its_reason() -> None:
+    bad = MarketView(SymbolTerms(0.01, 1.0, 0.0), 1.1, 10, 0.00001, 1.0)
+    assert buy(engine(), market=bad).reasons == (RiskReason.INVALID_VOLUME_SPEC,)
+
+
+def test_every_failing_check_is_listed() -> None:
+    wide = MarketView(TERMS, 1.1, 45, 0.00001, 1.0)
+    held = [Exposure("EURUSD", 0.01, 1_100.0)]
+    e = engine(halted=True, max_spread_points=30, max_positions_per_symbol=1)
+    assert buy(e, market=wide, exposures=held, action=Action.SELL).reasons == (
+        RiskReason.HALTED,
+        RiskReason.SPREAD_TOO_WIDE,
+        RiskReason.MAX_POSITIONS,
+    )
+
+
+def test_close_needs_a_position_and_is_refused_only_when_halted() -> None:
+    held = [Exposure("EURUSD", 0.01, 1_100.0)]
+    assert buy(engine(), action=Action.CLOSE, exposures=[]).reasons == (
+        RiskReason.NOTHING_TO_CLOSE,
+    )
+    reducing = engine()
+    reducing.reduce("test")
+    assert buy(reducing, action=Action.CLOSE, exposures=held).approved
+    assert buy(reducing, exposures=held).reasons == (RiskReason.REDUCING,)
+    halted = engine(halted=True)
+    assert buy(halted, action=Action.CLOSE, exposures=held).reasons == (RiskReason.HALTED,)
+
+
+def test_trading_hours_follow_the_broker_server_clock_across_dst() -> None:
+    """Europe/Nicosia: UTC+2 until 2024-03-31, then UTC+3; the window is 09:00-17:00 there."""
+    e = engine(trading_hours=parse_hours("09:00-17:00"), timezone="Europe/Nicosia")
+    winter, summer = datetime(2024, 3, 29, tzinfo=UTC), datetime(2024, 4, 2, tzinfo=UTC)
+    assert buy(e, now=winter.replace(hour=6, minute=59)).reasons == (
+        RiskReason.OUTSIDE_TRADING_HOURS,
+    )
+    assert buy(e, now=winter.replace(hour=7)).approved  # 09:00 server time
+    assert buy(e, now=winter.replace(hour=14, minute=30)).approved  # 16:30
+    assert buy(e, now=summer.replace(hour=6)).approved  # 09:00 server time after the change
+    assert not buy(e, now=summer.replace(hour=14, minute=30)).approved  # 17:30
+    saturday_server = datetime(2024, 3, 29, 22, 30, tzinfo=UTC)  # 00:30 Saturday in Nicosia
+    days = engine(trading_days=frozenset({0, 1, 2, 3, 4}), timezone="Europe/Nicosia")
+    assert buy(days, now=saturday_server).reasons == (RiskReason.OUTSIDE_TRADING_HOURS,)
+    assert buy(days, now=saturday_server - timedelta(hours=1)).approved  # Friday 23:30
+
+
+def test_the_daily_loss_resets_at_server_midnight_across_dst(tmp_path: Path) -> None:
+    store = ProtectionStore(tmp_path / "protections.json")
+    e = RiskEngine(
+        RiskConfig(daily_loss_pct=5.0, max_drawdown_pct=None, timezone="Europe/Nicosia"), store
+    )
+    for day, midnight_utc in (
+        (datetime(2024, 3, 28, tzinfo=UTC), 22),
+        (datetime(2024, 4, 2, tzinfo=UTC), 21),
+    ):
+        start = day.replace(hour=midnight_utc) - timedelta(hours=20)
+        assert e.update_equity(10_000.0, start) == TradingState.ACTIVE
+        late = day.replace(hour=midnight_utc - 1, minute=30)  # 23:30 server time
+        assert e.update_equity(9_400.0, late) == TradingState.REDUCING
+        # a restart just before server midnight keeps REDUCING; at midnight the new day begins
+        again = RiskEngine(e.config, store)
+        assert again.update_equity(9_400.0, late + timedelta(minutes=29)) == TradingState.REDUCING
+        assert again.update_equity(9_400.0, day.replace(hour=midnight_utc)) == TradingState.ACTIVE
+        assert again.protections.day_start_equity == 9_400.0
+        e = again

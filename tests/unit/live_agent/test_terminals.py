@@ -54,11 +54,11 @@ def test_mt5_kind_without_the_package_says_what_to_install() -> None:
     assert err.value.reason == "missing_package" and "MetaTrader5" in str(err.value)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mt5linux") is not None, reason="installed")
-def test_bridge_kind_imports_mt5linux_lazily() -> None:
+@pytest.mark.skipif(importlib.util.find_spec("rpyc") is not None, reason="installed")
+def test_bridge_kind_without_rpyc_says_to_install_the_bridge_extra() -> None:
     with pytest.raises(ConfigError) as err:
         load_terminal("bridge", host="wine-box", port=18812)
-    assert "mt5linux" in str(err.value)
+    assert err.value.reason == "missing_package" and "chaintrade[bridge]" in str(err.value)
 
 
 def test_module_adapter_passes_calls_and_normalizes_answers() -> None:

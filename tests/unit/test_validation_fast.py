@@ -1,0 +1,163 @@
+"""The per-bar validator (``bar_reason``) gives the same reason as ``validate_bars`` on the
+two-row frame ``[previous, bar]``, for generated good and broken bars across calendars, DST
+changes, holidays and weekends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chaintrade.validation import (
+    FX_NEW_YORK,
+    FX_WEEKEND_CORE,
+    UTC_WEEKDAYS,
+    Reason,
+    SessionCalendar,
+    bar_reason,
+    validate_bars,
+)
+
+# Around the US DST start (2024-03-10), Christmas / New Year and ordinary weekends, whole minutes.
+_WINDOWS = [
+    (pd.Timestamp("2024-03-07", tz="UTC"), 6 * 1440),
+    (pd.Timestamp("2024-10-31", tz="UTC"), 6 * 1440),
+    (pd.Timestamp("2023-12-22", tz="UTC"), 12 * 1440),
+]
+times = st.builds(
+    lambda w, m, missing: (
+        None if missing == 0 else _WINDOWS[w][0] + pd.Timedelta(minutes=m % _WINDOWS[w][1])
+    ),
+    st.integers(0, len(_WINDOWS) - 1),
+    st.integers(0, 20 * 1440),
+    st.integers(0, 9),
+)
+oddities = st.sampled_from([0.0, -1.0, -5, float("nan"), None, "abc", "1.5", "", "nan", 1e9])
+CALENDARS = [FX_NEW_YORK, FX_WEEKEND_CORE, UTC_WEEKDAYS]
+
+
+@st.composite
+def bars(draw: st.DrawFn, time: Any = None) -> dict[str, Any]:
+    """A valid bar, then with some probability a few fields replaced by odd values."""
+    base = draw(st.floats(0.5, 2.0))
+    o, c = base, base * draw(st.floats(0.99, 1.01))
+    h = max(o, c) * draw(st.floats(1.0, 1.005))
+    lo = min(o, c) * draw(st.floats(0.995, 1.0))
+    bar: dict[str, Any] = {
+        "symbol": draw(st.sampled_from(["EURUSD", "GBPUSD"])),
+        "timeframe": draw(st.sampled_from(["H1", "M1"])),
+        "time": draw(times) if time is None else time,
+        "open": o,
+        "high": h,
+        "low": lo,
+        "close": c,
+        "tick_volume": draw(st.integers(0, 1000)),
+        "spread": draw(st.integers(0, 50)),
+        "real_volume": 0,
+    }
+    for key in draw(st.lists(st.sampled_from(list(bar)[3:]), max_size=2 * draw(st.integers(0, 1)))):
+        bar[key] = draw(oddities)
+    if draw(st.integers(0, 9)) == 0:  # a swapped high/low
+        bar["high"], bar["low"] = bar["low"], bar["high"]
+    return bar
+
+
+def frame_reason(rows: list[dict[str, Any]], calendar: SessionCalendar) -> str | None:
+    frame = pd.DataFrame(rows)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame["_row"] = np.arange(len(frame))
+    result = validate_bars(frame, calendar=calendar)
+    bad = result.quarantine[result.quarantine["_row"] == len(frame) - 1]
+    return str(bad["reason"].iloc[0]) if len(bad) else None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    previous=st.one_of(st.none(), bars()),
+    bar=bars(),
+    calendar=st.sampled_from(CALENDARS),
+    same_time=st.booleans(),
+    same_series=st.booleans(),
+)
+def test_bar_reason_equals_the_frame_validator(
+    previous: dict[str, Any] | None,
+    bar: dict[str, Any],
+    calendar: SessionCalendar,
+    same_time: bool,
+    same_series: bool,
+) -> None:
+    if previous is not None and same_series:
+        bar = {**bar, "symbol": previous["symbol"], "timeframe": previous["timeframe"]}
+    if previous is not None and same_time:
+        bar = {**bar, "time": previous["time"]}
+    rows = [bar] if previous is None else [previous, bar]
+    assert bar_reason(bar, previous, calendar=calendar) == frame_reason(rows, calendar)
+
+
+def test_every_cheap_rule_is_reached() -> None:
+    """The generator above reaches each reason (so the property is not vacuous)."""
+    t = pd.Timestamp("2024-03-12 10:00", tz="UTC")
+    good = {
+        "symbol": "EURUSD",
+        "timeframe": "H1",
+        "time": t,
+        "open": 1.1,
+        "high": 1.2,
+        "low": 1.0,
+        "close": 1.15,
+        "tick_volume": 5,
+        "spread": 1,
+        "real_volume": 0,
+    }
+    earlier = {**good, "time": t - pd.Timedelta(hours=1)}
+    cases = {
+        Reason.MISSING_VALUE: ({**good, "close": None}, None),
+        Reason.INVALID_TYPE: ({**good, "open": "abc"}, None),
+        Reason.NON_POSITIVE_PRICE: ({**good, "low": 0.0}, None),
+        Reason.OHLC_INCONSISTENT: ({**good, "high": 1.12}, None),
+        Reason.NEGATIVE_VOLUME: ({**good, "tick_volume": -1}, None),
+        Reason.MARKET_CLOSED: ({**good, "time": pd.Timestamp("2024-03-09 12:00", tz="UTC")}, None),
+        Reason.DUPLICATE_TIME: (good, good),
+        Reason.OUT_OF_ORDER: (earlier, good),
+    }
+    for reason, (bar, previous) in cases.items():
+        assert bar_reason(bar, previous) == reason
+        rows = [bar] if previous is None else [previous, bar]
+        assert frame_reason(rows, FX_WEEKEND_CORE) == reason
+    assert bar_reason(good, earlier) is None
+    assert bar_reason({**good, "time": t.timestamp()}, earlier) is None  # epoch seconds too
+
+
+def test_closed_at_follows_new_york_across_dst() -> None:
+    # Friday 17:00 New York is 22:00 UTC in winter and 21:00 UTC in summer
+    winter, summer = (
+        pd.Timestamp("2024-03-08 21:30", tz="UTC"),
+        pd.Timestamp("2024-03-15 21:30", tz="UTC"),
+    )
+    assert not FX_NEW_YORK.closed_at(winter.timestamp())
+    assert FX_NEW_YORK.closed_at(summer.timestamp())
+    stamps = pd.date_range("2023-12-20", "2024-01-03", freq="37min", tz="UTC")
+    expected = FX_NEW_YORK.is_closed(pd.Series(stamps))
+    assert [FX_NEW_YORK.closed_at(s.timestamp()) for s in stamps] == expected.tolist()
+
+
+def test_naive_times_are_refused_like_the_frame_validator() -> None:
+    with pytest.raises(ValueError):
+        bar_reason(
+            {
+                "symbol": "EURUSD",
+                "timeframe": "H1",
+                "time": pd.Timestamp("2024-03-12 10:00").to_pydatetime(),
+                "open": 1.1,
+                "high": 1.2,
+                "low": 1.0,
+                "close": 1.15,
+                "tick_volume": 5,
+                "spread": 1,
+                "real_volume": 0,
+            }
+        )
