@@ -27,10 +27,8 @@ format: $(STAMP)
 mlflow-ui: $(STAMP)  ## browse runs and registered models at http://127.0.0.1:5000
 	$(UV) run --frozen mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000
 
-airflow: $(STAMP)  ## the Airflow UI (user admin, password in var/airflow/simple_auth_manager_passwords.json.generated)
-	AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False PATH=$(CURDIR)/.venv/bin:$$PATH \
-	$(UV) run --frozen airflow standalone
+airflow: $(STAMP)  ## the Airflow UI with every DAG, unpaused (user admin; password printed, also in var/airflow/simple_auth_manager_passwords.json.generated)
+	$(UV) run --frozen python -c 'from chaintrade.orchestration import run_standalone; raise SystemExit(run_standalone())'
 
 serve: $(STAMP)  ## serve the champion model on http://127.0.0.1:3000
 	$(UV) run --frozen bentoml serve serving.service:ChaintradeService --port 3000

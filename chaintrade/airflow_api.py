@@ -87,6 +87,10 @@ class AirflowClient:
         response = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
         return str(response.json()["dag_run_id"])
 
+    def unpause(self, dag_id: str) -> None:
+        """Let the scheduler run ``dag_id`` (a run triggered on a paused DAG stays queued)."""
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
     def state(self, dag_id: str, run_id: str) -> str:
         response = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         return str(response.json()["state"])
@@ -94,12 +98,20 @@ class AirflowClient:
     def wait(
         self, dag_id: str, run_id: str, *, timeout_s: float = 600.0, poll_s: float = 2.0
     ) -> str:
-        """Poll until the run ends; returns ``success`` or ``failed``."""
+        """Poll until the run ends; returns ``success`` or ``failed``. An unanswered poll
+        (a busy api-server) is retried until the deadline, not raised."""
         deadline = time.monotonic() + timeout_s
+        state, last_error = "unknown", ""
         while True:
-            state = self.state(dag_id, run_id)
-            if state in TERMINAL_STATES:
-                return state
+            try:
+                state = self.state(dag_id, run_id)
+            except ServiceUnavailable as exc:
+                last_error = f" (last poll: {exc})"
+            else:
+                if state in TERMINAL_STATES:
+                    return state
             if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"{dag_id} run {run_id} still {state} after {timeout_s} s")
+                raise ServiceUnavailable(
+                    f"{dag_id} run {run_id} still {state} after {timeout_s} s{last_error}"
+                )
             time.sleep(poll_s)

@@ -107,6 +107,18 @@ BAR_CHAIN = ChainDefinition(
 )
 
 
+# The agent's start-up reconciliation with the terminal (live_agent/agent.py).
+RECONCILIATION_CHAIN = ChainDefinition(
+    name="reconciliation",
+    expected_services=("reconciliation",),
+    topology={"services": ["reconciliation"], "edges": []},
+    max_duration_ms=5_000,
+    critical_path=("reconciliation",),
+)
+
+BUILTIN_DEFINITIONS: tuple[ChainDefinition, ...] = (BAR_CHAIN, RECONCILIATION_CHAIN)
+
+
 @dataclass(frozen=True, slots=True)
 class HealthIssue:
     """One deduction from the health score."""
@@ -298,9 +310,19 @@ def deactivate_definition(conn: psycopg.Connection[Any], name: str) -> bool:
     return cur.rowcount > 0
 
 
+def register_builtin_definitions(url: str) -> list[uuid.UUID]:
+    """Upsert the platform's own chain definitions (idempotent; run after migrations)."""
+    from chaintrade.db import connect
+
+    with connect(url) as conn:
+        return [register_definition(conn, d) for d in BUILTIN_DEFINITIONS]
+
+
 __all__ = [
     "BAR_CHAIN",
+    "BUILTIN_DEFINITIONS",
     "DEFAULT_RULES",
+    "RECONCILIATION_CHAIN",
     "ChainDefinition",
     "HealthIssue",
     "HealthReport",
@@ -309,5 +331,6 @@ __all__ = [
     "deactivate_definition",
     "get_definition",
     "list_definitions",
+    "register_builtin_definitions",
     "register_definition",
 ]

@@ -66,13 +66,18 @@ def write_lake(bars: pd.DataFrame, lake_dir: Path) -> list[Path]:
     return write_bars(bars, lake_dir)
 
 
-def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str) -> dict[str, Any]:
-    """Load, validate (rules + Great Expectations), write the lake and market_data."""
+def ingest_bars(
+    settings: Settings, bars: pd.DataFrame, *, db_url: str, run_name: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Validate (rules + Great Expectations), then write the lake and market_data.
+
+    Returns the accepted bars and what happened; rejected rows are kept in the quarantine
+    with their reason, never dropped silently.
+    """
     from chaintrade.market_store import load_bars
     from chaintrade.quality import validate_bars_with_ge
     from chaintrade.validation import validate_bars
 
-    bars = load_demo_bars(params)
     checked = validate_bars(bars)
     report = validate_bars_with_ge(checked.good, run_name=run_name, docs_dir=settings.data_docs_dir)
     report.raise_for_failure()
@@ -84,21 +89,28 @@ def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str
         checked.quarantine.to_parquet(quarantine, index=False)
     write_lake(checked.good, settings.lake_dir)
     loaded = load_bars(db_url, checked.good)
-    holdout_start = (
-        checked.good.groupby("symbol")["time"].apply(lambda t: t.iloc[-params.holdout_bars]).min()
-    )
-    return {
+    good = checked.good
+    return good, {
         "bars": len(bars),
         "rejected": checked.rejected,
         "rejected_by_reason": checked.counts,
         "quarantine": str(quarantine) if quarantine else None,
         "rows_loaded": loaded,
-        "symbols": sorted(checked.good["symbol"].unique().tolist()),
-        "first_time": checked.good["time"].min().isoformat(),
-        "holdout_start": pd.Timestamp(holdout_start).isoformat(),
+        "symbols": sorted(good["symbol"].unique().tolist()),
+        "first_time": good["time"].min().isoformat(),
+        "last_time": good["time"].max().isoformat(),
         "data_docs": str(report.docs_index),
         "ge_success": report.success,
     }
+
+
+def ingest(settings: Settings, params: DemoParams, *, db_url: str, run_name: str) -> dict[str, Any]:
+    """The demo's bars through :func:`ingest_bars`, plus where its hold-out starts."""
+    good, result = ingest_bars(settings, load_demo_bars(params), db_url=db_url, run_name=run_name)
+    holdout_start = (
+        good.groupby("symbol")["time"].apply(lambda t: t.iloc[-params.holdout_bars]).min()
+    )
+    return {**result, "holdout_start": pd.Timestamp(holdout_start).isoformat()}
 
 
 def _safe(name: str) -> str:
@@ -118,6 +130,7 @@ def require_db_url(settings: Settings) -> str:
 
 def ingest_step(conf: dict[str, Any] | None, run_name: str) -> dict[str, Any]:
     """DAG task: ingest and validate the demo's bars."""
+    from chaintrade.chain_definitions import register_builtin_definitions
     from chaintrade.db import migrate
     from chaintrade.settings import get_settings
 
@@ -125,6 +138,7 @@ def ingest_step(conf: dict[str, Any] | None, run_name: str) -> dict[str, Any]:
     params = DemoParams.from_mapping(conf)
     url = require_db_url(settings)
     migrate(url)
+    register_builtin_definitions(url)
     started_at = pd.Timestamp.now(tz="UTC").isoformat()
     result = ingest(settings, params, db_url=url, run_name=run_name)
     return {"params": params.as_dict(), "started_at": started_at, **result}
@@ -208,9 +222,20 @@ def summary_step(
         "artifacts": {
             "data_docs": info["data_docs"],
             "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow_uri}",
-            "airflow": f"AIRFLOW_HOME={settings.airflow_home} airflow standalone",
+            "airflow": "make airflow (every DAG, state in var/airflow)",
         },
     }
+    from chaintrade.report import write_run_report
+
+    report = write_run_report(
+        require_db_url(settings),
+        settings.home / "demo" / "report.html",
+        since=pd.Timestamp(info["started_at"]).to_pydatetime(),
+        title="Chaintrade demo run",
+        summary=summary,
+        settings=settings,
+    )
+    summary["artifacts"]["report"] = str(report)
     out = settings.home / "demo" / "summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))

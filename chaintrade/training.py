@@ -73,6 +73,7 @@ class TrainConfig:
     num_boost_round: int = 400
     early_stopping_rounds: int = 30
     min_rows: int = 100
+    symbols: tuple[str, ...] = ()  # train on these symbols only; empty: every symbol
 
     @property
     def embargo(self) -> pd.Timedelta:
@@ -315,6 +316,8 @@ def build_training_set(
     labels = pd.read_parquet(settings.offline_dir / "bar_labels" / f"timeframe={config.timeframe}")
     labels["time"] = pd.to_datetime(labels["time"], utc=True)
     labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
+    if config.symbols:
+        labels = labels[labels["symbol"].isin(config.symbols)]
     entity_df = labels_before(labels, cutoff, config.horizon_bars)[
         ["symbol", "event_timestamp", LABEL, "forward_return"]
     ].reset_index(drop=True)
@@ -419,6 +422,7 @@ def log_ensemble(
                 "costs_bps": json.dumps(asdict(config.costs)),
                 "rule": json.dumps(asdict(config.rule)),
                 "leak_auc_limit": config.leak_auc_limit,
+                "symbols": ",".join(config.symbols) or "all",
                 "train_rows": len(splits.train),
                 "validation_rows": len(splits.validation),
                 "test_rows": len(splits.test),

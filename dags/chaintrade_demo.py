@@ -18,6 +18,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
+from chaintrade.orchestration import notify_failure
+
 
 @dag(
     dag_id="chaintrade_demo",
@@ -26,7 +28,11 @@ from airflow.sdk import dag, get_current_context, task
     catchup=False,
     doc_md=__doc__,
     tags=["chaintrade", "demo"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=10),
+        "on_failure_callback": notify_failure,
+    },
     params={
         "holdout_bars": 300,
         "horizon_bars": 1,

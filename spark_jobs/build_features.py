@@ -283,7 +283,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-loss", type=float, default=1.0, help="ATR units")
     parser.add_argument("--max-bars", type=int, default=15, help="triple-barrier time limit")
     parser.add_argument("--chunk-bars", type=int, default=DEFAULT_CHUNK_BARS)
-    parser.add_argument("--master", default="local[2]")
+    parser.add_argument(
+        "--master", default=None, help="default: spark-submit's --master (local[*] without it)"
+    )
     return parser.parse_args(argv)
 
 
@@ -307,13 +309,14 @@ def run(
     stop_loss: float = 1.0,
     max_bars: int = 15,
     chunk_bars: int = DEFAULT_CHUNK_BARS,
-    master: str = "local[2]",
+    master: str | None = "local[2]",
     spark_conf: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Build and write both tables for each timeframe; returns total row counts.
 
     Each timeframe replaces only its own ``timeframe=<TF>`` partition. ``horizon_bars``, when
     given, applies to every timeframe; otherwise ``horizon`` is converted per timeframe.
+    ``master=None`` keeps the master spark-submit was given.
     """
     from spark_jobs.session import spark_session
 

@@ -11,12 +11,13 @@ from chaintrade.java import ensure_java
 
 
 def spark_session(
-    app_name: str, master: str = "local[2]", conf: dict[str, str] | None = None
+    app_name: str, master: str | None = "local[2]", conf: dict[str, str] | None = None
 ) -> SparkSession:
     """A session with UTC time, microsecond Parquet timestamps and workers on this interpreter.
 
     ``conf`` adds or overrides settings (e.g. ``spark.driver.memory`` for large local runs;
-    it only takes effect when this call starts the JVM).
+    it only takes effect when this call starts the JVM). ``master=None`` keeps the one
+    spark-submit set (``local[*]`` when there is none).
     """
     ensure_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -32,7 +33,9 @@ def spark_session(
         "spark.sql.shuffle.partitions": "4",
         **(conf or {}),
     }
-    builder = SparkSession.builder.appName(app_name).master(master)
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -10,10 +10,12 @@ import pytest
 from chaintrade.chain import ChainEvent, Dependency
 from chaintrade.chain_definitions import (
     BAR_CHAIN,
+    RECONCILIATION_CHAIN,
     ChainDefinition,
     deactivate_definition,
     get_definition,
     list_definitions,
+    register_builtin_definitions,
     register_definition,
 )
 from chaintrade.chain_query import analyze_chain, predict_service_impact, similar_chains
@@ -178,6 +180,15 @@ def test_definitions_registry_round_trip_and_deactivation(clean_db: str) -> None
         assert [d.name for d in list_definitions(conn)] == ["bar"]
         assert deactivate_definition(conn, "bar")
         assert get_definition(conn, "bar") is None
+
+
+def test_builtin_definitions_register_idempotently(clean_db: str) -> None:
+    first = register_builtin_definitions(clean_db)
+    assert register_builtin_definitions(clean_db) == first
+    with connect(clean_db) as conn:
+        names = sorted(d.name for d in list_definitions(conn))
+        assert names == ["bar", "reconciliation"]
+        assert get_definition(conn, "reconciliation") == RECONCILIATION_CHAIN
 
 
 def test_grafana_views_chart_the_recorded_chains(

@@ -1,0 +1,1 @@
+"""Helpers shared by tests that start real services (import as ``tests.support.<name>``)."""
