@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from chaintrade.cli_data import data_app
+from chaintrade.cli_monitor import monitor_app
 from chaintrade.settings import PROJECT_ROOT, Settings, get_settings
 
 app = typer.Typer(help="Chaintrade: an ML trading platform for MetaTrader 5.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(monitor_app)
 console = Console()
 
 

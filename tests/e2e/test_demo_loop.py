@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,13 @@ def test_ingest_landed_and_data_docs_written(demo_run: tuple[Path, str, dict]) -
     assert rows == run["summary"]["ingest"]["bars"] == 1800
     assert Path(run["summary"]["ingest"]["data_docs"]).name == "index.html"
     assert Path(run["summary"]["ingest"]["data_docs"]).exists()
+
+
+def test_run_report_written(demo_run: tuple[Path, str, dict]) -> None:
+    _, _, run = demo_run
+    report = Path(run["summary"]["artifacts"]["report"])
+    html = report.read_text()
+    assert "Run summary" in html and "Equity and drawdown" in html
+    assert "<svg" in html  # the plots are embedded, not linked
+    shown = re.search(r"Chains: (\d+)", html)
+    assert shown and 0 < int(shown.group(1)) <= run["summary"]["chains_this_run"]

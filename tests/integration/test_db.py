@@ -31,7 +31,7 @@ from chaintrade.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
-EXPECTED_VERSIONS = ["001", "002", "003", "004"]
+EXPECTED_VERSIONS = sorted(p.name[:3] for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 
 
 def _tables(url: str) -> set[str]:
