@@ -22,6 +22,13 @@ not depend on how much history precedes the window. Recursive ones (EMA, Wilder)
 their seed geometrically; after ``LOOKBACK_BARS`` bars the difference to the full-history
 value is far below 1e-12 relative, which is what the online path relies on.
 
+The online path, :class:`OnlineFeatures`, is derived from these kernels rather than written
+beside them: once a symbol has ``LOOKBACK_BARS`` bars the batch kernels compute its row and
+the state of every recursive indicator; each later bar advances that state by one step of
+the same recurrence (pandas' ``ewm(adjust=False)`` arithmetic) and recomputes the windowed
+statistics over the last <= 50 bars, summed in the kernels' order. Its rows equal
+``compute_features`` over the full history (tests: ``tests/unit/test_features_incremental.py``).
+
 Rows inside a feature's warm-up are NaN (never filled) and flagged by ``warmup``.
 ``hour_sin``/``hour_cos`` use the fractional UTC hour of the bar open (hour + minute / 60);
 ``volume_ratio_20``/``spread_ratio_20`` are 1.0 when the 20-bar mean is 0 (e.g. no spreads).
@@ -29,6 +36,8 @@ Rows inside a feature's warm-up are NaN (never filled) and flagged by ``warmup``
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from typing import Final
 
 import numpy as np
@@ -212,6 +221,23 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarra
     return out
 
 
+def _recursive_series(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The recursive (EMA / Wilder) series; their last values are the online path's state."""
+    out = {f"ema_{n}": _ema(close, n) for n in (12, 20, 26, 50)}
+    out["macd_fast"] = _ema(close, 12, seed_at=25)
+    out["macd_signal"] = _ema(out["macd_fast"] - out["ema_26"], 9, seed_at=33)
+    change = close - _shift(close, 1)
+    gain = np.where(change > 0, change, 0.0)
+    loss = np.where(change < 0, -change, 0.0)
+    gain[:1] = loss[:1] = np.nan
+    out["avg_gain"] = _wilder(gain, 14, seed_at=14)
+    out["avg_loss"] = _wilder(loss, 14, seed_at=14)
+    out["atr"] = atr_14(high, low, close)
+    return out
+
+
 def _compute_arrays(
     time_ns: np.ndarray,
     high: np.ndarray,
@@ -219,7 +245,9 @@ def _compute_arrays(
     close: np.ndarray,
     volume: np.ndarray,
     spread: np.ndarray,
+    recursive: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
+    rec = _recursive_series(high, low, close) if recursive is None else recursive
     log_close = np.log(close)
     ret_1 = log_close - _shift(log_close, 1)
     sma_20 = _rolling_mean(close, 20)
@@ -227,22 +255,13 @@ def _compute_arrays(
     angle = 2.0 * np.pi * hour / 24.0
 
     sma = {n: sma_20 if n == 20 else _rolling_mean(close, n) for n in (12, 20, 26, 50)}
-    ema = {n: _ema(close, n) for n in (12, 20, 26, 50)}
+    ema = {n: rec[f"ema_{n}"] for n in (12, 20, 26, 50)}
     ema_12, ema_26 = ema[12], ema[26]
-    macd_line = _ema(close, 12, seed_at=25) - ema_26
-    macd_signal = _ema(macd_line, 9, seed_at=33)
+    macd_line = rec["macd_fast"] - ema_26
     macd_line[:33] = np.nan
-
-    prev_close = _shift(close, 1)
-    change = close - prev_close
-    gain = np.where(change > 0, change, 0.0)
-    loss = np.where(change < 0, -change, 0.0)
-    gain[:1] = loss[:1] = np.nan
-    avg_gain = _wilder(gain, 14, seed_at=14)
-    avg_loss = _wilder(loss, 14, seed_at=14)
+    change = close - _shift(close, 1)
+    avg_gain, avg_loss = rec["avg_gain"], rec["avg_loss"]
     rsi = _safe_ratio(100.0 * avg_gain, avg_gain + avg_loss, 0.0)
-
-    atr = atr_14(high, low, close)
 
     band = 2.0 * _rolling_std(close, 20, sma_20)
     bb_pos = _safe_ratio(close - (sma_20 - band), 2.0 * band, 0.5)
@@ -261,9 +280,9 @@ def _compute_arrays(
         "session_new_york": _in_hours(hour, 12.0, 21.0),
         "ema_ratio_12_26": ema_12 / ema_26 - 1.0,
         "macd": macd_line / close,
-        "macd_signal": macd_signal / close,
+        "macd_signal": rec["macd_signal"] / close,
         "rsi_14": rsi,
-        "atr_14": atr / close,
+        "atr_14": rec["atr"] / close,
         "bb_pos_20": bb_pos,
         "volatility_20": _rolling_std(ret_1, 20),
         "volume_ratio_20": _safe_ratio(volume, _rolling_mean(volume, 20), 1.0),
@@ -367,3 +386,199 @@ def latest_features(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     if len(bars) < LOOKBACK_BARS:
         raise ValueError(f"online features need {LOOKBACK_BARS} bars, got {len(bars)}")
     return compute_features(bars.iloc[-LOOKBACK_BARS:], timeframe).iloc[-1:].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- online (incremental)
+
+_SPANS: Final[tuple[int, ...]] = (12, 20, 26, 50)
+_MAX_WINDOW: Final[int] = 50
+_RawBar = tuple[int, float, float, float, float, float]  # time_ns, high, low, close, volume, spread
+
+
+def _ewm_weights(alpha: float) -> tuple[float, float]:
+    """(old, new) weights of one ``ewm(alpha=alpha, adjust=False)`` step, as pandas forms them."""
+    a = 1.0 / (1.0 + (1.0 - alpha) / alpha)
+    return 1.0 - a, a
+
+
+def _ewm_step(y: float, x: float, weights: tuple[float, float]) -> float:
+    """One step of ``_smooth``'s recurrence (pandas skips the step when ``x == y``)."""
+    if y == x:
+        return y
+    old, new = weights
+    return (old * y + new * x) / (old + new)
+
+
+def _window_mean(values: list[float]) -> float:
+    """As ``_rolling_mean``: summed oldest first (Python >= 3.12 compensates; still <= 1 ulp)."""
+    return sum(values) / len(values)
+
+
+def _window_std(values: list[float], mean: float) -> float:
+    return math.sqrt(sum([(v - mean) * (v - mean) for v in values]) / len(values))
+
+
+def _ratio(num: float, den: float, when_zero: float) -> float:
+    return when_zero if den == 0.0 else num / den
+
+
+_EMA_WEIGHTS: Final = {n: _ewm_weights(2.0 / (n + 1)) for n in (*_SPANS, 9)}
+_WILDER_WEIGHTS: Final = _ewm_weights(1.0 / 14)
+_STATE_KEYS: Final = (
+    *(f"ema_{n}" for n in _SPANS), "macd_fast", "macd_signal", "avg_gain", "avg_loss", "atr"
+)  # fmt: skip
+
+
+class OnlineFeatures:
+    """The newest feature row of ONE symbol, one closed bar at a time (the serving path).
+
+    While fewer than ``LOOKBACK_BARS`` bars are known ``update`` returns None (fail closed:
+    the recursive indicators would not equal the batch values yet). The bar that completes
+    the window gets its row from the batch kernels, which also seed the recursive state;
+    every later bar costs one recurrence step per indicator and sums over <= 50 bars.
+    A bar with the time of the last one replaces it (the state is re-seeded from the
+    buffer); an older bar is refused.
+    """
+
+    def __init__(self, timeframe: str) -> None:
+        self.timeframe = to_timeframe(timeframe)
+        self.bars: deque[_RawBar] = deque(maxlen=LOOKBACK_BARS)
+        self._state: dict[str, float] | None = None
+        self._last_row: np.ndarray | None = None
+        self._closes: deque[float] = deque(maxlen=_MAX_WINDOW + 1)
+        self._log_closes: deque[float] = deque(maxlen=6)
+        self._returns: deque[float] = deque(maxlen=20)
+        self._volumes: deque[float] = deque(maxlen=20)
+        self._spreads: deque[float] = deque(maxlen=20)
+
+    @classmethod
+    def from_bars(cls, bars: pd.DataFrame, timeframe: str) -> OnlineFeatures:
+        """A state holding the last ``LOOKBACK_BARS`` of ``bars`` (one symbol, sorted by time)."""
+        online = cls(timeframe)
+        _check_bars(bars, online.timeframe)
+        tail = bars.iloc[-LOOKBACK_BARS:]
+        time_ns = (
+            tail["time"].dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        )
+        columns = [tail[c].to_numpy(np.float64) for c in ("high", "low", "close")]
+        columns += [tail["tick_volume"].to_numpy(np.float64), tail["spread"].to_numpy(np.float64)]
+        online.bars.extend(zip(time_ns.tolist(), *(c.tolist() for c in columns), strict=True))
+        if len(online.bars) == LOOKBACK_BARS:
+            online._seed()
+        return online
+
+    @property
+    def ready(self) -> bool:
+        """True once rows equal the batch values (``LOOKBACK_BARS`` bars seen)."""
+        return self._state is not None
+
+    @property
+    def last_time_ns(self) -> int | None:
+        return self.bars[-1][0] if self.bars else None
+
+    def row(self) -> np.ndarray | None:
+        """The newest row (``BASE_FEATURES`` order), from the buffer; None when not ready."""
+        return self._seed() if len(self.bars) == LOOKBACK_BARS else None
+
+    def update(
+        self, time_ns: int, high: float, low: float, close: float, volume: float, spread: float
+    ) -> np.ndarray | None:
+        """Add the bar that just closed; its feature row in ``BASE_FEATURES`` order, or None."""
+        if not (close > 0.0 and all(map(math.isfinite, (high, low, close, volume, spread)))):
+            raise ValueError(
+                "bar has missing, non-finite or non-positive values; validate it first"
+            )
+        bar = (time_ns, high, low, close, volume, spread)
+        last = self.last_time_ns
+        if last is not None and time_ns <= last:
+            if time_ns < last:
+                raise ValueError(f"bar at {time_ns} ns is older than the last bar ({last} ns)")
+            if bar == self.bars[-1] and self._last_row is not None:  # the same bar resent
+                return self._last_row.copy()
+            self.bars[-1] = bar
+            self._last_row = self.row()
+        else:
+            self.bars.append(bar)
+            if self._state is not None:
+                self._last_row = self._step(*bar)
+            elif len(self.bars) == LOOKBACK_BARS:
+                self._last_row = self._seed()
+        return None if self._last_row is None else self._last_row.copy()
+
+    def _seed(self) -> np.ndarray:
+        """The batch kernels over the buffer: the last row, and the state for later steps."""
+        raw = np.asarray(self.bars, dtype=np.float64)
+        time_ns = np.fromiter((b[0] for b in self.bars), dtype=np.int64, count=len(self.bars))
+        high, low, close, volume, spread = (raw[:, i] for i in range(1, 6))
+        rec = _recursive_series(high, low, close)
+        arrays = _compute_arrays(time_ns, high, low, close, volume, spread, recursive=rec)
+        self._state = {k: float(rec[k][-1]) for k in _STATE_KEYS}
+        self._closes = deque(close[-(_MAX_WINDOW + 1) :].tolist(), maxlen=_MAX_WINDOW + 1)
+        self._log_closes = deque(np.log(close[-6:]).tolist(), maxlen=6)
+        self._returns = deque(arrays["ret_1"][-20:].tolist(), maxlen=20)
+        self._volumes = deque(volume[-20:].tolist(), maxlen=20)
+        self._spreads = deque(spread[-20:].tolist(), maxlen=20)
+        return np.array([arrays[name][-1] for name in BASE_FEATURES], dtype=np.float64)
+
+    def _step(
+        self, time_ns: int, high: float, low: float, close: float, volume: float, spread: float
+    ) -> np.ndarray:
+        st = self._state
+        assert st is not None
+        closes, log_closes = self._closes, self._log_closes
+        prev_close, prev_volume = closes[-1], self._volumes[-1]
+        closes.append(close)
+        log_close = math.log(close)
+        log_closes.append(log_close)
+        ret_1 = log_close - log_closes[-2]
+        self._returns.append(ret_1)
+        self._volumes.append(volume)
+        self._spreads.append(spread)
+
+        change = close - prev_close
+        for n in _SPANS:
+            st[f"ema_{n}"] = _ewm_step(st[f"ema_{n}"], close, _EMA_WEIGHTS[n])
+        st["macd_fast"] = _ewm_step(st["macd_fast"], close, _EMA_WEIGHTS[12])
+        macd_line = st["macd_fast"] - st["ema_26"]
+        st["macd_signal"] = _ewm_step(st["macd_signal"], macd_line, _EMA_WEIGHTS[9])
+        st["avg_gain"] = _ewm_step(st["avg_gain"], change if change > 0 else 0.0, _WILDER_WEIGHTS)
+        st["avg_loss"] = _ewm_step(st["avg_loss"], -change if change < 0 else 0.0, _WILDER_WEIGHTS)
+        true_range = max(high - low, max(abs(high - prev_close), abs(low - prev_close)))
+        st["atr"] = _ewm_step(st["atr"], true_range, _WILDER_WEIGHTS)
+
+        window = list(closes)
+        sma = {n: _window_mean(window[-n:]) for n in _SPANS}
+        band = 2.0 * _window_std(window[-20:], sma[20])
+        returns, volumes, spreads = list(self._returns), list(self._volumes), list(self._spreads)
+        hour = (time_ns % 86_400_000_000_000) / 3_600_000_000_000
+        angle = 2.0 * math.pi * hour / 24.0
+        avg_gain, avg_loss = st["avg_gain"], st["avg_loss"]
+        spread_mean = _window_mean(spreads)
+        row = {
+            "ret_1": ret_1,
+            "ret_5": log_close - log_closes[0],
+            "price_change_1": change,
+            "momentum_10": close / window[-11] - 1.0,
+            "hl_range": (high - low) / close,
+            "hour_sin": math.sin(angle),
+            "hour_cos": math.cos(angle),
+            "session_asia": float(0.0 <= hour < 9.0),
+            "session_london": float(7.0 <= hour < 16.0),
+            "session_new_york": float(12.0 <= hour < 21.0),
+            "ema_ratio_12_26": st["ema_12"] / st["ema_26"] - 1.0,
+            "macd": macd_line / close,
+            "macd_signal": st["macd_signal"] / close,
+            "rsi_14": _ratio(100.0 * avg_gain, avg_gain + avg_loss, 0.0),
+            "atr_14": st["atr"] / close,
+            "bb_pos_20": _ratio(close - (sma[20] - band), 2.0 * band, 0.5),
+            "volatility_20": _window_std(returns, _window_mean(returns)),
+            "volume_ratio_20": _ratio(volume, _window_mean(volumes), 1.0),
+            "volume_change": math.log(volume + 1.0) - math.log(prev_volume + 1.0),
+            "spread": spread,
+            "spread_ratio_20": _ratio(spread, spread_mean, 1.0),
+            "spread_volatility_20": _window_std(spreads, spread_mean),
+        }
+        for n in _SPANS:
+            row[f"close_sma_{n}"] = close / sma[n] - 1.0
+            row[f"close_ema_{n}"] = close / st[f"ema_{n}"] - 1.0
+        return np.array([row[name] for name in BASE_FEATURES], dtype=np.float64)

@@ -1,8 +1,29 @@
-"""Prometheus metrics of the service (served on BentoML's ``/metrics``)."""
+"""Prometheus metrics of the service (served on BentoML's ``/metrics``).
+
+BentoML serves ``/metrics`` from ``prometheus_client``'s multiprocess files. A metric's
+values are bound to that mode when its first labelled child is created, but
+``prometheus_client`` picks the mode once, at import: imported before the worker sets
+``PROMETHEUS_MULTIPROC_DIR`` (by this module, or by anything else in the process), every
+value would stay in memory and ``/metrics`` would miss them. :func:`follow_multiprocess_mode`
+re-picks the mode; the service calls it before its first metric is touched.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import Counter, Gauge, Histogram, values
+
+
+def follow_multiprocess_mode() -> bool:
+    """Use multiprocess values if ``PROMETHEUS_MULTIPROC_DIR`` is set now; True if it is."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not os.path.isdir(directory):
+        return False
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()
+    return True
+
 
 # 0.1 ms .. 1 s: the interesting part is below 5 ms.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05,

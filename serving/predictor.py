@@ -1,9 +1,10 @@
 """The prediction path, free of BentoML.
 
-``predict(bar)``: the bar joins the symbol's buffer of closed bars → the one feature
-implementation (``chaintrade.features.latest_features``) → the ensemble. The feature row is
-handed to a background writer that pushes it to the Feast online store, so the request
-never waits on Feast and the online store stays current for ``predict_symbol``.
+``predict(bar)``: the bar advances the symbol's incremental feature state
+(``chaintrade.features.OnlineFeatures``, derived from and held equal to the one batch
+implementation) → the ensemble. The feature row is handed to a writer process that pushes
+it to the Feast online store, so the request never waits on Feast (nor shares the GIL
+with it) and the online store stays current for ``predict_symbol``.
 
 ``predict_symbol(symbol)``: the latest online features from Feast (for callers that do not
 send bars), refused when missing, not finite, inconsistent or older than allowed.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -32,19 +32,26 @@ import pandas as pd
 from chaintrade.chain import ChainContext, StepTrace
 from chaintrade.ensemble import Ensemble, combine
 from chaintrade.errors import FatalError, ModelNotFound, RetryableError
-from chaintrade.feature_store import FEATURE_SERVICES, PUSH_SOURCES, open_store
-from chaintrade.features import LOOKBACK_BARS, latest_features, to_timeframe
+from chaintrade.feature_store import FEATURE_SERVICES, open_store
+from chaintrade.features import (
+    LOOKBACK_BARS,
+    OnlineFeatures,
+    feature_columns,
+    to_timeframe,
+)
 from chaintrade.lake import read_bars
 from chaintrade.registry import CHAMPION, alias_version, load_ensemble
 from chaintrade.schemas import BarIn, Prediction
 from chaintrade.settings import Settings
 from serving import metrics
 from serving.cache import CachedPrediction, PredictionCache, cache_key
+from serving.feast_writer import FeastPushProcess
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "serving"
+CLOCK_SKEW = pd.Timedelta(minutes=1)  # a closed bar may look up to this far in the future
 
 
 class NotEnoughHistory(FatalError):
@@ -77,6 +84,12 @@ class InvalidFeatures(FatalError):
     reason = "invalid_features"
 
 
+class BarNotClosed(FatalError):
+    """The bar's close lies in the future (or outside the representable range)."""
+
+    reason = "bar_not_closed"
+
+
 class TimeframeMismatch(FatalError):
     """The request's timeframe is not the one the champion was trained on."""
 
@@ -98,13 +111,21 @@ class ChampionModel:
     ensemble: Ensemble
     columns: tuple[tuple[int, ...], ...] = field(default=())  # per member, into ``features``
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # ``features`` as indices into an ``OnlineFeatures`` row; None if one is not computed there.
+    online_index: np.ndarray | None = None
 
     @classmethod
     def from_ensemble(cls, name: str, version: str, ensemble: Ensemble) -> ChampionModel:
         index = {f: i for i, f in enumerate(ensemble.features)}
         columns = tuple(tuple(index[f] for f in m.spec.features) for m in ensemble.members)
         weights = np.array([m.confidence for m in ensemble.members], dtype=np.float64)
-        return cls(name, version, ensemble, columns, weights)
+        computed = {f: i for i, f in enumerate(feature_columns(ensemble.timeframe))}
+        online_index = (
+            np.array([computed[f] for f in ensemble.features], dtype=np.intp)
+            if all(f in computed for f in ensemble.features)
+            else None
+        )
+        return cls(name, version, ensemble, columns, weights, online_index)
 
     @classmethod
     def load(cls, settings: Settings) -> ChampionModel:
@@ -185,70 +206,6 @@ class ModelHolder:
         metrics.MODEL_VERSION.labels(new.name, new.version).set(1)
 
 
-class FeastWriter:
-    """Pushes feature rows to the Feast online store off the request path.
-
-    Rows are coalesced per (symbol, timeframe): under load only the newest row of a symbol
-    is written, which is what the online store holds anyway.
-    """
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self._pending: dict[tuple[str, str], pd.DataFrame] = {}
-        self._lock = threading.Lock()
-        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._stop = False
-        self.pushed = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="feast-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, symbol: str, timeframe: str, row: pd.DataFrame) -> None:
-        with self._lock:
-            self._pending[(symbol, timeframe)] = row
-            self._idle.clear()
-        self._wake.put(True)
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every submitted row is written (tests, shutdown)."""
-        return self._idle.wait(timeout)
-
-    def close(self, timeout: float = 10.0) -> None:
-        self.flush(timeout)
-        self._stop = True
-        self._wake.put(False)
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        from feast.data_source import PushMode
-
-        while self._wake.get():
-            with self._lock:
-                batch, self._pending = self._pending, {}
-            for (_, timeframe), row in batch.items():
-                try:
-                    self.store.push(PUSH_SOURCES[timeframe], row, to=PushMode.ONLINE)
-                    self.pushed += 1
-                    metrics.FEAST_PUSHES.labels("ok").inc()
-                except Exception as exc:  # the request already has its answer; count it
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    metrics.FEAST_PUSHES.labels("error").inc()
-                    log.warning("feast push failed: %s", exc)
-            with self._lock:
-                if not self._pending:
-                    self._idle.set()
-            if self._stop:
-                return
-
-
 class _NullTrace(StepTrace):
     pass
 
@@ -284,8 +241,10 @@ class Predictor:
         self.holder = ModelHolder(settings, model)
         self.store = open_store(settings)
         self.cache = PredictionCache(self.serving.cache_ttl_s, self.serving.cache_max_entries)
-        self.writer = FeastWriter(self.store) if self.serving.push_to_feast else None
-        self._bars: dict[tuple[str, str], pd.DataFrame] = {}
+        self.writer = (
+            FeastPushProcess(settings, self.serving) if self.serving.push_to_feast else None
+        )
+        self._online: dict[tuple[str, str], OnlineFeatures] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_lock = threading.Lock()
         # The first online read costs ~0.5 s (registry load): pay it at start-up.
@@ -311,22 +270,25 @@ class Predictor:
         started = time.perf_counter()
         model = self.model
         self._check_timeframe(bar.timeframe, model)
+        self._check_closed(bar)
         timings: dict[str, float] = {}
         with _stage(chain, "features", timings, "/predict") as trace:
             with self._lock(bar.symbol, bar.timeframe):
-                history = self._append(bar)
-            if len(history) < LOOKBACK_BARS:
+                row, n_bars = self._advance(bar)
+            if row is None:
                 # Recursive indicators (EMA, Wilder) equal the batch values only after this.
                 raise NotEnoughHistory(
-                    f"{bar.symbol} has {len(history)} closed {bar.timeframe} bars; the features "
+                    f"{bar.symbol} has {n_bars} closed {bar.timeframe} bars; the features "
                     f"need {LOOKBACK_BARS} to equal the batch values — send more history first"
                 )
-            row = latest_features(history, bar.timeframe)
-            feature_ts = pd.Timestamp(row["event_timestamp"].iloc[0])
+            feature_ts = (
+                pd.Timestamp(bar.time).tz_convert("UTC") + to_timeframe(bar.timeframe).duration
+            )
             vector = self._vector_from_row(row, model)
-            trace.metadata.update(symbol=bar.symbol, feature_timestamp=feature_ts.isoformat())
+            if chain is not None:
+                trace.metadata.update(symbol=bar.symbol, feature_timestamp=feature_ts.isoformat())
         if self.writer is not None:
-            self.writer.submit(bar.symbol, bar.timeframe, row.drop(columns=["time", "warmup"]))
+            self.writer.submit(bar.symbol, bar.timeframe, feature_ts.value, row)
         return self._answer(
             bar.symbol, bar.timeframe, model, vector, feature_ts, timings, started, chain,
             "/predict",
@@ -378,8 +340,11 @@ class Predictor:
         total = time.perf_counter() - started
         timings["total"] = total * 1e3
         metrics.STAGE_SECONDS.labels(endpoint, "total").observe(total)
+        if not math.isfinite(hit.p_up):
+            raise ModelUnavailable(f"champion v{model.version} answered {hit.p_up} for {symbol}")
         p_up = min(max(hit.p_up, 0.0), 1.0)
-        return Prediction(
+        # Every field is built in range here (clipped), so skip re-validating the response.
+        return Prediction.model_construct(
             symbol=symbol,
             prediction=p_up,
             strength=float(np.clip(2.0 * p_up - 1.0, -1.0, 1.0)),
@@ -406,8 +371,17 @@ class Predictor:
         endpoint: str,
     ) -> CachedPrediction:
         row = vector.reshape(1, -1)
-        probs: list[float] = []
-        for member, cols in zip(model.ensemble.members, model.columns, strict=True):
+        members = model.ensemble.members
+        if chain is None:  # no per-member events to record: one timed stage for the model
+            with _stage(None, "model", timings, endpoint):
+                probs = [
+                    float(m.booster.inplace_predict(row[:, cols])[0])
+                    for m, cols in zip(members, model.columns, strict=True)
+                ]
+                p_up = float(combine(np.array(probs)[:, None], model.weights)[0])
+            return CachedPrediction(p_up, tuple(probs))
+        probs = []
+        for member, cols in zip(members, model.columns, strict=True):
             with _stage(chain, f"member:{member.spec.name}", timings, endpoint) as trace:
                 p = float(member.booster.inplace_predict(row[:, cols])[0])
                 trace.metadata.update(member=member.spec.name, model_version=model.version, p_up=p)
@@ -420,6 +394,18 @@ class Predictor:
     # -- features ---------------------------------------------------------------------
 
     @staticmethod
+    def _check_closed(bar: BarIn) -> None:
+        """Only closed bars: a future bar would move the symbol's state for good."""
+        try:
+            close = pd.Timestamp(bar.time) + to_timeframe(bar.timeframe).duration
+        except (OverflowError, ValueError) as exc:  # beyond pandas' nanosecond range
+            raise BarNotClosed(f"bar time {bar.time} is out of range: {exc}") from exc
+        if close > pd.Timestamp.now(tz="UTC") + CLOCK_SKEW:
+            raise BarNotClosed(
+                f"the {bar.timeframe} bar at {bar.time} closes at {close}, in the future"
+            )
+
+    @staticmethod
     def _check_timeframe(timeframe: str, model: ChampionModel) -> None:
         if timeframe != model.timeframe:
             raise TimeframeMismatch(
@@ -427,13 +413,16 @@ class Predictor:
             )
 
     @staticmethod
-    def _vector_from_row(row: pd.DataFrame, model: ChampionModel) -> np.ndarray:
-        missing = [f for f in model.feature_names if f not in row.columns]
-        if missing:
+    def _vector_from_row(row: np.ndarray, model: ChampionModel) -> np.ndarray:
+        if model.online_index is None:
+            computed = set(feature_columns(model.timeframe))
+            missing = [f for f in model.feature_names if f not in computed]
             raise InvalidFeatures(f"features {missing} are not computed; the model was not called")
-        vector = row[list(model.feature_names)].to_numpy(dtype=np.float64)[0]
-        bad = [f for f, v in zip(model.feature_names, vector, strict=True) if not math.isfinite(v)]
-        if bad:
+        vector = row[model.online_index]
+        if not np.isfinite(vector).all():
+            bad = [
+                f for f, v in zip(model.feature_names, vector, strict=True) if not math.isfinite(v)
+            ]
             raise InvalidFeatures(f"features {bad} are not finite; the model was not called")
         return vector
 
@@ -479,26 +468,28 @@ class Predictor:
                 lock = self._locks.setdefault(key, threading.Lock())
         return lock
 
-    def _append(self, bar: BarIn) -> pd.DataFrame:
+    def _advance(self, bar: BarIn) -> tuple[np.ndarray | None, int]:
+        """The bar joins its symbol's online feature state: (its feature row or None, bars held)."""
         key = (bar.symbol, bar.timeframe)
-        history = self._bars.get(key)
-        if history is None:
-            history = self._lake_history(bar)
-        new = pd.DataFrame([bar.model_dump()])
-        new["time"] = pd.to_datetime(new["time"], utc=True).astype("datetime64[ns, UTC]")
-        if len(history):
-            last = history["time"].iloc[-1]
-            if new["time"].iloc[0] < last:
-                raise BarOutOfOrder(f"bar at {bar.time} is older than the last bar {last}")
-            if new["time"].iloc[0] == last:  # the same bar again: replace it (idempotent)
-                history = history.iloc[:-1]
-        history = pd.concat([history, new], ignore_index=True).tail(LOOKBACK_BARS)
-        self._bars[key] = history.reset_index(drop=True)
-        return self._bars[key]
+        online = self._online.get(key)
+        if online is None:
+            online = self._online[key] = self._lake_history(bar)
+        try:
+            row = online.update(
+                pd.Timestamp(bar.time).value, bar.high, bar.low, bar.close,
+                float(bar.tick_volume), float(bar.spread),
+            )  # fmt: skip
+        except ValueError as exc:
+            raise BarOutOfOrder(f"bar at {bar.time} refused: {exc}") from exc
+        return row, len(online.bars)
 
-    def _lake_history(self, bar: BarIn) -> pd.DataFrame:
-        """Closed bars before ``bar`` from the raw lake (empty when the lake has none)."""
+    def _lake_history(self, bar: BarIn) -> OnlineFeatures:
+        """The state of the closed bars before ``bar`` in the raw lake (empty when it has none)."""
         history = read_bars(
             self.settings.lake_dir, symbols=[bar.symbol], timeframe=bar.timeframe, end=bar.time
         )
-        return history.tail(LOOKBACK_BARS - 1).reset_index(drop=True)
+        if len(history):
+            history = history[history["time"] < pd.Timestamp(bar.time)]
+        if not len(history):
+            return OnlineFeatures(bar.timeframe)
+        return OnlineFeatures.from_bars(history.tail(LOOKBACK_BARS - 1), bar.timeframe)

@@ -31,6 +31,15 @@ class ServingSettings(BaseSettings):
     push_to_feast: bool = Field(
         default=True, description="Keep the Feast online store current from pushed bars."
     )
+    feast_push_interval_s: float = Field(
+        default=0.25,
+        ge=0.0,
+        description="Shortest time between two Feast push rounds; rows of a symbol coalesce "
+        "meanwhile (the online store keeps only the newest), bounding the writer's CPU.",
+    )
+    feast_retry_max_s: float = Field(
+        default=5.0, gt=0.0, description="Longest pause between retries of a failed Feast push."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import pandas as pd
@@ -19,25 +20,48 @@ pytestmark = pytest.mark.integration
 TOKEN = "test-token"
 
 
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[dict[str, Any]]:
+_SHARED: dict[str, dict[str, Any]] = {}
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    """Put back only the variables a fixture set (libraries such as Feast set their own)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def trained_champion(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """One tiny trained champion per test session, shared by the serving test tiers.
+
+    ``env`` holds the variables a process serving it needs (home, database, token).
+    """
+    if "home" in _SHARED:
+        return _SHARED["home"]
     from chaintrade.db import connect, migrate, with_database
+    from chaintrade.errors import ServiceUnavailable
     from chaintrade.pipeline import DemoParams, ingest, publish_features_step, train_step
     from chaintrade.settings import get_settings
     from spark_jobs.build_features import run
 
-    home = tmp_path_factory.mktemp("serving") / "var"
+    pg_url: str = request.getfixturevalue("pg_url")
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    home = factory.mktemp("serving") / "var"
     name = "ct_serving_" + os.urandom(4).hex()
     with connect(pg_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:  # after the session's fixtures: an embedded server may be gone
+        with suppress(ServiceUnavailable), connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    request.config.add_cleanup(drop)
     url = with_database(pg_url, name)
-    saved = dict(os.environ)
-    os.environ.update(
-        CHAINTRADE_HOME=str(home),
-        CHAINTRADE_DB_URL=url,
-        CHAINTRADE_SERVING_TOKEN=TOKEN,
-        CHAINTRADE_SERVING_RELOAD_INTERVAL_S="0",
-    )
+    env = {"CHAINTRADE_HOME": str(home), "CHAINTRADE_DB_URL": url,
+           "CHAINTRADE_SERVING_TOKEN": TOKEN}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     get_settings.cache_clear()
     try:
         settings = get_settings()
@@ -48,13 +72,17 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Itera
             horizon_bars=1, master=settings.spark_master)  # fmt: skip
         publish_features_step(info)
         trained = train_step(info)
-        yield {"settings": settings, "info": info, "trained": trained, "db_url": url}
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        _restore(saved)
         get_settings.cache_clear()
-        with connect(pg_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _SHARED["home"] = {"settings": settings, "info": info, "trained": trained, "db_url": url,
+                       "env": env}  # fmt: skip
+    return _SHARED["home"]
+
+
+@pytest.fixture(scope="module")
+def trained_home(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return trained_champion(request)
 
 
 @pytest.fixture(scope="module")
@@ -63,33 +91,45 @@ def client(trained_home: dict[str, Any]) -> Iterator[Any]:
 
     from starlette.testclient import TestClient
 
+    from chaintrade.settings import get_settings
     from serving import service, settings
 
+    env = {**trained_home["env"], "CHAINTRADE_SERVING_RELOAD_INTERVAL_S": "0"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
     settings.get_serving_settings.cache_clear()
-    importlib.reload(service)  # picks up the token of this module's environment
-    app = service.ChaintradeService.to_asgi()  # type: ignore[attr-defined]
-    with TestClient(app) as c:
-        yield c
+    try:
+        importlib.reload(service)  # picks up the token of this module's environment
+        app = service.ChaintradeService.to_asgi()  # type: ignore[attr-defined]
+        with TestClient(app) as c:
+            yield c
+    finally:
+        _restore(saved)
+        get_settings.cache_clear()
+        settings.get_serving_settings.cache_clear()
 
 
-def holdout_bars(trained_home: dict[str, Any], symbol: str = "EURUSD") -> list[dict[str, Any]]:
+def holdout_bars(
+    trained_home: dict[str, Any], symbol: str = "EURUSD", n: int = 5
+) -> list[dict[str, Any]]:
     lake = pd.read_parquet(trained_home["settings"].lake_dir / "bars" / f"symbol={symbol}")
     lake = lake.sort_values("time")
     start = pd.Timestamp(trained_home["info"]["holdout_start"])
-    rows = lake[pd.to_datetime(lake["time"], utc=True) >= start].head(5)
+    rows = lake[pd.to_datetime(lake["time"], utc=True) >= start].head(n)
     out = []
-    for r in rows.itertuples():
+    for r in rows.to_dict("records"):
         out.append(
             {
                 "symbol": symbol,
                 "timeframe": "H1",
-                "time": pd.Timestamp(r.time).isoformat(),
-                "open": r.open,
-                "high": r.high,
-                "low": r.low,
-                "close": r.close,
-                "tick_volume": int(r.tick_volume),
-                "spread": int(r.spread),
+                "time": pd.Timestamp(r["time"]).isoformat(),
+                "open": float(r["open"]),
+                "high": float(r["high"]),
+                "low": float(r["low"]),
+                "close": float(r["close"]),
+                "tick_volume": int(r["tick_volume"]),
+                "spread": int(r["spread"]),
             }
         )
     return out
