@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -362,131 +363,54 @@ def train_model(conf: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- feedback
-@dataclass(frozen=True)
-class FeedbackParams:
-    """Thresholds of the feedback loop (``chaintrade_feedback`` params)."""
-
-    window_hours: float = 24.0
-    min_predictions: int = 50
-    min_accuracy: float = 0.5  # live direction hit rate below this: retrain
-    max_error_rate: float = 0.05  # share of chains with an error above this: unhealthy
-    timeframe: str = "H1"
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> FeedbackParams:
-        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+#: ``chaintrade_feedback`` params → the monitoring settings they override.
+FEEDBACK_THRESHOLDS = {"min_predictions": "min_samples", "min_accuracy": "min_live_accuracy"}
 
 
-@dataclass(frozen=True)
-class FeedbackDecision:
-    """What the feedback loop measured and whether it asks for retraining."""
+def feedback_decision(
+    db_url: str, conf: Mapping[str, Any] | None, *, until: datetime | None = None
+) -> dict[str, Any]:
+    """The monitoring package's live assessment (:func:`chaintrade.monitoring.feedback.assess`)
+    of the last ``window_hours``, with the DAG's thresholds; nothing is stored or triggered.
+    Drifted features ask for retraining only with ``retrain_on_drift`` (the DAG has no
+    cool-down, unlike :func:`~chaintrade.monitoring.feedback.run_feedback`).
 
-    retrain: bool
-    reason: str
-    symbols: tuple[str, ...]
-    metrics: dict[str, float] = field(default_factory=dict)
-    per_symbol: dict[str, dict[str, float]] = field(default_factory=dict)
+    Returns ``retrain``, ``reason``, ``symbols`` and ``conf`` (the training DAG's conf), plus
+    the finite live metrics per model version and per symbol, and the PSI per feature."""
+    from chaintrade.monitoring.feedback import assess
+    from chaintrade.monitoring.settings import MonitorSettings
 
-    def as_dict(self) -> dict[str, Any]:
-        conf = {"reason": self.reason, "symbols": list(self.symbols)}
-        return {**asdict(self), "symbols": list(self.symbols), "conf": conf}
-
-
-_PREDICTIONS_SQL = """
-SELECT c.metadata->>'symbol' AS symbol, (c.metadata->>'bar_time')::timestamptz AS bar_time,
-       (p.metadata->>'strength')::double precision AS strength
-FROM chain_history c JOIN chain_history p ON p.chain_id = c.chain_id
-WHERE c.service_name = 'collector' AND p.service_name = 'prediction'
-  AND c.event_type = 'complete' AND p.event_type = 'complete'
-  AND p."timestamp" >= %(since)s AND p."timestamp" < %(until)s
-  AND p.metadata ? 'strength'
-"""
-_HEALTH_SQL = """
-SELECT count(DISTINCT chain_id) AS chains,
-       count(DISTINCT chain_id) FILTER (WHERE event_type = 'error' OR error_context IS NOT NULL)
-FROM chain_history WHERE "timestamp" >= %(since)s AND "timestamp" < %(until)s
-"""
-_CLOSES_SQL = """
-SELECT symbol, time, close FROM market_data
-WHERE timeframe = %(tf)s AND symbol = ANY(%(symbols)s) AND time >= %(since)s
-ORDER BY symbol, time
-"""
-
-
-def assess_live_performance(
-    db_url: str, params: FeedbackParams, *, until: datetime | None = None
-) -> FeedbackDecision:
-    """Live direction hit rate per symbol (each prediction's sign against the next bar's
-    close in ``market_data``) and chain health (share of chains with an error), over the
-    last ``window_hours``; asks for retraining of the symbols whose hit rate fell below
-    ``min_accuracy`` on at least ``min_predictions`` predictions."""
-    import numpy as np
-    import pandas as pd
-
-    from chaintrade.db import connect
-
+    values = dict(conf or {})
+    thresholds = {f: values[p] for p, f in FEEDBACK_THRESHOLDS.items() if values.get(p) is not None}
     until = until or datetime.now(UTC)
-    since = until - timedelta(hours=params.window_hours)
-    window = {"since": since, "until": until}
-    with connect(db_url) as conn:
-        chains, failed = conn.execute(_HEALTH_SQL, window).fetchone() or (0, 0)
-        preds = pd.DataFrame(
-            conn.execute(_PREDICTIONS_SQL, window).fetchall(),
-            columns=["symbol", "bar_time", "strength"],
-        )
-        symbols = sorted(preds["symbol"].dropna().unique().tolist())
-        earliest = preds["bar_time"].min() if len(preds) else since
-        closes = pd.DataFrame(
-            conn.execute(
-                _CLOSES_SQL, {"tf": params.timeframe, "symbols": symbols, "since": earliest}
-            ).fetchall(),
-            columns=["symbol", "time", "close"],
-        )
-    error_rate = float(failed) / chains if chains else 0.0
-    metrics = {"chains": float(chains), "chain_error_rate": error_rate, "predictions": 0.0}
-    per_symbol: dict[str, dict[str, float]] = {}
-    if len(preds) and len(closes):
-        closes["time"] = pd.to_datetime(closes["time"], utc=True)
-        closes["next_close"] = closes.groupby("symbol")["close"].shift(-1)
-        preds["bar_time"] = pd.to_datetime(preds["bar_time"], utc=True)
-        joined = preds.merge(
-            closes, left_on=["symbol", "bar_time"], right_on=["symbol", "time"], how="inner"
-        ).dropna(subset=["next_close", "strength"])
-        joined = joined[(joined["strength"] != 0) & (joined["next_close"] != joined["close"])]
-        joined["hit"] = np.sign(joined["strength"]) == np.sign(
-            joined["next_close"] - joined["close"]
-        )
-        for symbol, group in joined.groupby("symbol"):
-            per_symbol[str(symbol)] = {
-                "predictions": float(len(group)),
-                "accuracy": float(group["hit"].mean()),
-            }
-        metrics["predictions"] = float(len(joined))
-        if len(joined):
-            metrics["accuracy"] = float(joined["hit"].mean())
-    degraded = tuple(
-        s
-        for s, m in sorted(per_symbol.items())
-        if m["predictions"] >= params.min_predictions and m["accuracy"] < params.min_accuracy
+    since = until - timedelta(hours=float(values.get("window_hours") or 24.0))
+    a = assess(
+        db_url,
+        MonitorSettings(**thresholds),
+        since=since,
+        until=until,
+        timeframe=str(values.get("timeframe") or "H1"),
+        retrain_on_drift=bool(values.get("retrain_on_drift", False)),
     )
-    if degraded:
-        detail = ", ".join(f"{s} {per_symbol[s]['accuracy']:.3f}" for s in degraded)
-        reason = f"live accuracy below {params.min_accuracy} ({detail})"
-    elif error_rate > params.max_error_rate:
-        reason = (
-            f"chain error rate {error_rate:.3f} above {params.max_error_rate}: not a model issue"
-        )
-    else:
-        reason = "healthy"
-    return FeedbackDecision(bool(degraded), reason, degraded, metrics, per_symbol)
+
+    def finite(m: Mapping[str, float]) -> dict[str, float]:
+        return {k: float(v) for k, v in m.items() if math.isfinite(v)}
+
+    return {
+        "retrain": a.retrain,
+        "reason": a.reason,
+        "symbols": list(a.symbols),
+        "conf": a.conf,
+        "metrics": {f"{n} v{v}": finite(m) for (n, v), m in sorted(a.metrics.items())},
+        "per_symbol": {s: finite(m) for s, m in sorted(a.per_symbol.items())},
+        "drift": dict(a.drift),
+    }
 
 
 def assess_feedback(conf: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Task ``assess``: live model metrics and chain health → retrain or not."""
+    """Task ``assess``: live model metrics → retrain or not (the DAG triggers training)."""
     from chaintrade.pipeline import require_db_url
 
-    params = FeedbackParams.from_mapping(conf)
-    decision = assess_live_performance(require_db_url(get_settings()), params)
-    log.info("feedback: retrain=%s (%s) %s", decision.retrain, decision.reason, decision.metrics)
-    return decision.as_dict()
+    decision = feedback_decision(require_db_url(get_settings()), conf)
+    log.info("feedback: retrain=%s (%s)", decision["retrain"], decision["reason"])
+    return decision

@@ -1,13 +1,18 @@
 # mypy: disable-error-code="arg-type,index"
 # (TaskFlow passes XComArg placeholders where the task functions declare their values.)
 """
-### Chaintrade feedback: live model metrics and chain health → retraining
+### Chaintrade feedback: live model metrics → retraining
 
-Every 30 minutes, `assess` measures the live direction hit rate per symbol (each prediction
-in `chain_history` against the next bar's close in `market_data`) and the share of chains
-with an error. When a symbol's hit rate falls below `min_accuracy` on at least
-`min_predictions` predictions, `trigger_training` starts `chaintrade_training` with conf
-`{"reason": ..., "symbols": [...]}`; otherwise the run stops after `assess`.
+Every 30 minutes, `assess` runs the monitoring package's live assessment
+(`chaintrade.monitoring.feedback.assess`, the same one as `chaintrade feedback`) over the last
+`window_hours` of `chain_history`: each prediction is labelled by the next bar's close in
+`market_data`, giving live accuracy per model version and per symbol, plus feature drift
+(PSI). A model version or a symbol whose live accuracy falls below `min_accuracy` on at least
+`min_predictions` predictions (or, with `retrain_on_drift`, drifted features) asks for
+retraining: `trigger_training` starts `chaintrade_training` with conf
+`{"reason": ..., "symbols": [...]}` (the degraded symbols, else every symbol of the window);
+otherwise the run stops after `assess`. The other thresholds (drift PSI, ...) are
+`CHAINTRADE_MONITOR_*` settings.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ from chaintrade.orchestration import TRAINING_DAG, default_args
         "window_hours": Param(24.0, type="number", exclusiveMinimum=0),
         "min_predictions": Param(50, type="integer", minimum=1),
         "min_accuracy": Param(0.5, type="number", minimum=0, maximum=1),
-        "max_error_rate": Param(0.05, type="number", minimum=0, maximum=1),
         "timeframe": Param("H1", type="string"),
+        "retrain_on_drift": Param(False, type="boolean"),
     },
 )
 def chaintrade_feedback() -> None:

@@ -3,6 +3,10 @@
 drift (PSI) against the bars the model was trained on; degradation rules; a retraining run
 triggered through the Airflow REST API; live feature importance logged.
 
+:func:`assess` is the pure part (measure and decide, nothing stored or triggered); the
+``chaintrade_feedback`` DAG calls it and triggers training itself, :func:`run_feedback` (the
+``chaintrade feedback`` command) adds storage, alert sinks, MLflow and the REST trigger.
+
 Labels come from ``market_data``: a prediction for the bar opened at ``t`` was right when the
 next bar closed above (P(up) > 0.5) or below that bar's close.
 """
@@ -10,9 +14,10 @@ next bar closed above (P(up) > 0.5) or below that bar's close.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +36,27 @@ from chaintrade.settings import Settings
 log = logging.getLogger(__name__)
 REFERENCE_BARS = 2000
 MIN_REFERENCE_ROWS, MIN_LIVE_ROWS = 200, 30  # PSI on fewer rows is noise
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the live window says, before anything is stored, sent or triggered."""
+
+    since: datetime
+    until: datetime
+    metrics: dict[tuple[str, str], dict[str, float]]
+    per_symbol: dict[str, dict[str, float]]
+    drift: dict[str, float]
+    importance: dict[str, float]
+    alerts: tuple[AlertRaised, ...]
+    retrain: bool
+    reason: str
+    symbols: tuple[str, ...]  # the degraded symbols, else every symbol of the window
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        """The training DAG's conf for this retraining."""
+        return {"reason": self.reason, "symbols": list(self.symbols)}
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,20 @@ def live_metrics(
     return out
 
 
+def symbol_metrics(labelled: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per symbol: classification metrics of its labelled predictions (every model)."""
+    known = labelled.dropna(subset=["label"])
+    return {
+        str(symbol): classification(group["label"].to_numpy(int), group["predicted"].to_numpy(int))
+        for symbol, group in known.groupby("symbol")
+    }
+
+
+def _degraded(m: Mapping[str, float], s: MonitorSettings) -> bool:
+    """The one rule of live accuracy degradation: enough predictions, accuracy too low."""
+    return int(m.get("predictions", 0)) >= s.min_samples and m["accuracy"] < s.min_live_accuracy
+
+
 def feature_drift(
     url: str, labelled: pd.DataFrame, timeframe: str
 ) -> tuple[dict[str, float], pd.DataFrame]:
@@ -137,26 +177,32 @@ def live_importance(labelled: pd.DataFrame, live_features: pd.DataFrame) -> dict
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def _accuracy_alert(subject: str, m: Mapping[str, float], s: MonitorSettings) -> AlertRaised:
+    return AlertRaised(
+        AlertReason.MODEL_DEGRADED,
+        Severity.CRITICAL,
+        subject,
+        f"live accuracy {m['accuracy']:.2f} over {int(m['predictions'])} predictions "
+        f"(limit {s.min_live_accuracy:.2f})",
+        value=m["accuracy"],
+        threshold=s.min_live_accuracy,
+        details={k: v for k, v in m.items() if np.isfinite(v)},
+    )
+
+
 def degradation_alerts(
-    metrics: dict[tuple[str, str], dict[str, float]], drift: dict[str, float], s: MonitorSettings
+    metrics: dict[tuple[str, str], dict[str, float]],
+    drift: dict[str, float],
+    s: MonitorSettings,
+    per_symbol: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[AlertRaised]:
+    """Critical alerts for each model version and each symbol whose live accuracy degraded,
+    warnings for a low profit factor, one warning for drifted features."""
     out = []
     for (name, version), m in sorted(metrics.items()):
         subject = f"{name} v{version}"
-        n = int(m.get("predictions", 0))
-        if n >= s.min_samples and m["accuracy"] < s.min_live_accuracy:
-            out.append(
-                AlertRaised(
-                    AlertReason.MODEL_DEGRADED,
-                    Severity.CRITICAL,
-                    subject,
-                    f"live accuracy {m['accuracy']:.2f} over {n} predictions "
-                    f"(limit {s.min_live_accuracy:.2f})",
-                    value=m["accuracy"],
-                    threshold=s.min_live_accuracy,
-                    details={k: v for k, v in m.items() if np.isfinite(v)},
-                )
-            )
+        if "accuracy" in m and _degraded(m, s):
+            out.append(_accuracy_alert(subject, m, s))
         trades = int(m.get("trades", 0))
         pf = m.get("profit_factor", float("nan"))
         if trades >= s.min_trades and pf < s.min_profit_factor:
@@ -171,6 +217,9 @@ def degradation_alerts(
                     threshold=s.min_profit_factor,
                 )
             )
+    for symbol, sm in sorted((per_symbol or {}).items()):
+        if _degraded(sm, s):
+            out.append(_accuracy_alert(symbol, sm, s))
     drifted = {k: v for k, v in drift.items() if v > s.drift_psi}
     if drifted:
         top = sorted(drifted.items(), key=lambda kv: -kv[1])[:5]
@@ -262,6 +311,57 @@ def trigger_retraining(
     )
 
 
+def retrain_decision(
+    alerts: Sequence[AlertRaised],
+    per_symbol: Mapping[str, Mapping[str, float]],
+    window_symbols: Sequence[str],
+    s: MonitorSettings,
+    *,
+    on_drift: bool = True,
+) -> tuple[bool, str, tuple[str, ...]]:
+    """Retrain on a critical alert (degraded live accuracy) or, with ``on_drift``, feature
+    drift: for the degraded symbols, or every symbol of the window when none degraded on
+    its own."""
+    retrain_for = [
+        a
+        for a in alerts
+        if a.severity == Severity.CRITICAL or (on_drift and a.reason == AlertReason.FEATURE_DRIFT)
+    ]
+    if not retrain_for:
+        return False, "healthy", ()
+    degraded = tuple(sym for sym, m in sorted(per_symbol.items()) if _degraded(m, s))
+    return True, retrain_for[0].message, degraded or tuple(sorted(window_symbols))
+
+
+def assess(
+    db_url: str,
+    s: MonitorSettings,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    timeframe: str = "H1",
+    retrain_on_drift: bool = False,
+) -> Assessment:
+    """Measure the chains in ``[since, until)`` and decide on retraining; stores nothing."""
+    until = until or datetime.now(UTC)
+    with connect(db_url) as conn:
+        chains = bar_chains(conn, since, until)
+    labelled = labelled_predictions(db_url, chains, timeframe)
+    closed, _ = pair_fills(fills_of(chains))
+    metrics = live_metrics(labelled, trades_frame(closed, CONTRACT_SIZE))
+    per_symbol = symbol_metrics(labelled) if len(labelled) else {}
+    drift, live_feats = (
+        feature_drift(db_url, labelled, timeframe) if len(labelled) else ({}, pd.DataFrame())
+    )
+    importance = live_importance(labelled, live_feats)
+    alerts = degradation_alerts(metrics, drift, s, per_symbol)
+    window_symbols = sorted(str(x) for x in chains["symbol"].dropna().unique())
+    decision = retrain_decision(alerts, per_symbol, window_symbols, s, on_drift=retrain_on_drift)
+    return Assessment(
+        since, until, metrics, per_symbol, drift, importance, tuple(alerts), *decision
+    )
+
+
 def run_feedback(
     settings: Settings,
     s: MonitorSettings,
@@ -273,41 +373,26 @@ def run_feedback(
     sinks: Sequence[AlertSink] = (),
     use_mlflow: bool = True,
 ) -> FeedbackResult:
-    """Measure the chains in ``[since, until)``, store, alert, and trigger retraining."""
-    until = until or datetime.now(UTC)
-    with connect(db_url) as conn:
-        chains = bar_chains(conn, since, until)
-    labelled = labelled_predictions(db_url, chains, timeframe)
-    closed, _ = pair_fills(fills_of(chains))
-    trades = trades_frame(closed, CONTRACT_SIZE)
-    metrics = live_metrics(labelled, trades)
-    drift, live_feats = (
-        feature_drift(db_url, labelled, timeframe) if len(labelled) else ({}, pd.DataFrame())
-    )
-    importance = live_importance(labelled, live_feats)
+    """:func:`assess` the chains in ``[since, until)``, then store, alert, and trigger
+    retraining through Airflow's REST API."""
+    a = assess(db_url, s, since=since, until=until, timeframe=timeframe)
     now = datetime.now(UTC)
     store.write_live_metrics(
         db_url,
         [
             store.LiveMetric(
-                name, version, k, now, float(v), since, until, int(m.get("predictions", 0))
+                name, version, k, now, float(v), a.since, a.until, int(m.get("predictions", 0))
             )
-            for (name, version), m in metrics.items()
+            for (name, version), m in a.metrics.items()
             for k, v in m.items()
             if np.isfinite(v)
         ],
     )
-    alerts = degradation_alerts(metrics, drift, s)
+    alerts = list(a.alerts)
     retrain_run_id = None
-    retrain_for = [
-        a
-        for a in alerts
-        if a.severity == Severity.CRITICAL or a.reason == AlertReason.FEATURE_DRIFT
-    ]
-    if retrain_for and s.trigger_retraining:
-        symbols = sorted(str(x) for x in chains["symbol"].dropna().unique())
+    if a.retrain and s.trigger_retraining:
         try:
-            queued = trigger_retraining(settings, s, db_url, retrain_for[0].message, symbols)
+            queued = trigger_retraining(settings, s, db_url, a.reason, a.symbols)
         except ChaintradeError as exc:
             queued = None
             alerts.append(
@@ -329,10 +414,17 @@ def run_feedback(
             except Exception:
                 log.exception("alert sink %s failed", type(sink).__name__)
     run_ids = (
-        log_to_mlflow(settings, metrics, drift, importance, (since, until))
-        if use_mlflow and metrics
+        log_to_mlflow(settings, a.metrics, a.drift, a.importance, (a.since, a.until))
+        if use_mlflow and a.metrics
         else []
     )
     return FeedbackResult(
-        since, until, metrics, drift, importance, tuple(alerts), retrain_run_id, tuple(run_ids)
+        a.since,
+        a.until,
+        a.metrics,
+        a.drift,
+        a.importance,
+        tuple(alerts),
+        retrain_run_id,
+        tuple(run_ids),
     )

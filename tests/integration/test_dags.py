@@ -21,12 +21,7 @@ from psycopg.types.json import Jsonb
 
 from chaintrade.db import connect
 from chaintrade.errors import DataValidationError
-from chaintrade.orchestration import (
-    FeedbackParams,
-    assess_live_performance,
-    check_training_inputs,
-    spark_connection_env,
-)
+from chaintrade.orchestration import check_training_inputs, feedback_decision, spark_connection_env
 from chaintrade.settings import get_settings
 from tests.support.dag_test import dag_test_env, migrate_airflow, run_dag_test
 
@@ -83,8 +78,8 @@ def _ok(report: dict[str, object], dag_id: str) -> None:
 
 
 def _seed_predictions(db_url: str, *, wrong: bool, n: int = 60) -> None:
-    """Chains as the agent writes them (collector + prediction) for the last ``n`` bars of
-    EURUSD, predicting each next bar's direction rightly or, with ``wrong``, wrongly."""
+    """Chains as the agent writes them (collector + prediction metadata) for the last ``n``
+    bars of EURUSD, predicting each next bar's direction rightly or, with ``wrong``, wrongly."""
     with connect(db_url) as conn:
         bars = pd.DataFrame(
             conn.execute(
@@ -102,7 +97,16 @@ def _seed_predictions(db_url: str, *, wrong: bool, n: int = 60) -> None:
                 strength = -0.4 * sign if wrong else 0.4 * sign
                 for service, meta in (
                     ("collector", {"symbol": "EURUSD", "bar_time": time.isoformat()}),
-                    ("prediction", {"strength": strength, "model_version": "1"}),
+                    (
+                        "prediction",
+                        {
+                            "symbol": "EURUSD",
+                            "prediction": (strength + 1) / 2,
+                            "strength": strength,
+                            "model_name": "chaintrade-direction",
+                            "model_version": "1",
+                        },
+                    ),
                 ):
                     cur.execute(
                         "INSERT INTO chain_history (event_id, chain_id, request_id, service_name,"
@@ -187,11 +191,24 @@ def test_feedback_dag_triggers_training_only_when_live_accuracy_degrades(
     platform: Platform, trained: dict[str, Any]
 ) -> None:
     _seed_predictions(platform.db_url, wrong=False)
-    healthy = assess_live_performance(platform.db_url, FeedbackParams())
-    assert not healthy.retrain and healthy.reason == "healthy"
-    assert healthy.per_symbol["EURUSD"] == {"predictions": 60.0, "accuracy": 1.0}
+    params = {"window_hours": 24.0, "min_predictions": 50, "min_accuracy": 0.5}
+    healthy = feedback_decision(platform.db_url, params)  # the DAG's assess, DB given
+    assert (healthy["retrain"], healthy["reason"], healthy["symbols"]) == (False, "healthy", [])
+    assert healthy["per_symbol"]["EURUSD"]["predictions"] == 60.0
+    assert healthy["per_symbol"]["EURUSD"]["accuracy"] == 1.0
+    assert healthy["metrics"]["chaintrade-direction v1"]["accuracy"] == 1.0
+    # the 60 live bars drift from the bars before them: reported, a retrain only when asked
+    assert healthy["drift"]
+    drift_retrain = feedback_decision(platform.db_url, {**params, "retrain_on_drift": True})
+    assert drift_retrain["retrain"] and drift_retrain["symbols"] == ["EURUSD"]
+    assert "features drifted" in drift_retrain["reason"]
+    assert feedback_decision(platform.db_url, {**params, "window_hours": 0.25})["per_symbol"] == {}
 
-    _seed_predictions(platform.db_url, wrong=True, n=200)
+    _seed_predictions(platform.db_url, wrong=True, n=200)  # 60 of 260 right: accuracy 0.23
+    assert feedback_decision(platform.db_url, params)["symbols"] == ["EURUSD"]
+    # the DAG params are the thresholds of the one degradation rule
+    assert not feedback_decision(platform.db_url, {**params, "min_predictions": 261})["retrain"]
+    assert not feedback_decision(platform.db_url, {**params, "min_accuracy": 0.2})["retrain"]
     report = run_dag_test("chaintrade_feedback", platform.env, watch=("chaintrade_training",))
     _ok(report, "chaintrade_feedback")
     assert report["tasks"] == {
@@ -202,4 +219,4 @@ def test_feedback_dag_triggers_training_only_when_live_accuracy_degrades(
     queued = [r for r in report["runs"]["chaintrade_training"] if r["state"] == "queued"]
     assert len(queued) == 1, report["runs"]
     assert queued[0]["conf"]["symbols"] == ["EURUSD"]
-    assert "live accuracy below 0.5" in queued[0]["conf"]["reason"]
+    assert queued[0]["conf"]["reason"] == "live accuracy 0.23 over 260 predictions (limit 0.50)"

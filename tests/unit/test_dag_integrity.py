@@ -105,6 +105,9 @@ def test_platform_dags_have_timeouts_failure_alerts_and_params(report: dict[str,
     assert {"reason", "symbols", "timeframe", "horizon_bars", "cutoff"} <= params[
         "chaintrade_training"
     ]
+    assert {"window_hours", "min_predictions", "min_accuracy", "retrain_on_drift"} <= params[
+        "chaintrade_feedback"
+    ]  # the monitoring thresholds the feedback DAG's assess maps them onto
 
 
 def test_assets_chain_ingest_to_features_to_training(report: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from chaintrade.alerts import failure_alert
 from chaintrade.monitoring import rules
@@ -115,7 +116,7 @@ def test_prediction_shift_against_the_first_full_window() -> None:
     out = run([snap(T0, strengths=calm[0]), snap(T0 + timedelta(seconds=10), strengths=calm[1]),
                snap(T0 + timedelta(seconds=20), strengths=shifted)])  # fmt: skip
     assert reasons(out[0]) == reasons(out[1]) == []
-    assert reasons(out[2]) == ["prediction_shift"] and out[2][0].value > 1.0
+    assert reasons(out[2]) == ["prediction_shift"] and (out[2][0].value or 0.0) > 1.0
 
 
 def test_rules_stay_silent_below_min_samples() -> None:
@@ -161,7 +162,7 @@ def test_failure_alert_from_an_airflow_context() -> None:
 
 
 def test_telegram_allow_list_parsing_and_secret_token() -> None:
-    s = TelegramSettings(token="123:abc", chat_ids="42, -100200")
+    s = TelegramSettings(token=SecretStr("123:abc"), chat_ids="42, -100200")
     assert s.allowed_chats == frozenset({42, -100200}) and s.configured
     assert "123:abc" not in repr(s)
 
@@ -190,3 +191,45 @@ def test_degradation_rules_need_enough_samples_and_name_the_model() -> None:
         ("feature_drift", "warning", "features"),
     ]
     assert "rsi_14_H1 0.40" in alerts[2].message and "atr_14_H1" not in alerts[2].message
+
+
+def test_a_symbol_degrading_under_a_healthy_model_retrains_that_symbol_only() -> None:
+    import pandas as pd
+
+    from chaintrade.monitoring.feedback import (
+        degradation_alerts,
+        live_metrics,
+        retrain_decision,
+        symbol_metrics,
+    )
+
+    labelled = pd.DataFrame(
+        {
+            "symbol": ["EURUSD"] * 10 + ["GBPUSD"] * 6,
+            "model_name": ["m"] * 16,
+            "model_version": ["1"] * 16,
+            "label": [1.0, 0.0] * 5 + [1.0, 0.0] * 3,
+            "predicted": [1, 0] * 5 + [0, 1] * 3,  # right on EURUSD, wrong on GBPUSD
+        }
+    )
+    metrics = live_metrics(labelled, pd.DataFrame())
+    per_symbol = symbol_metrics(labelled)
+    assert metrics[("m", "1")]["accuracy"] == 10 / 16  # the model version looks fine
+    assert per_symbol["GBPUSD"]["accuracy"] == 0.0 and per_symbol["EURUSD"]["predictions"] == 10
+    alerts = degradation_alerts(metrics, {}, S, per_symbol)
+    assert [(a.severity.value, a.subject) for a in alerts] == [("critical", "GBPUSD")]
+    retrain, reason, symbols = retrain_decision(alerts, per_symbol, ["EURUSD", "GBPUSD"], S)
+    assert retrain and symbols == ("GBPUSD",)
+    assert reason == "live accuracy 0.00 over 6 predictions (limit 0.45)"
+
+    # the same thresholds decide both ways: too few predictions, or none degraded, is healthy
+    strict = MonitorSettings(min_samples=7)
+    assert degradation_alerts(metrics, {}, strict, per_symbol) == []
+    assert retrain_decision([], per_symbol, ["EURUSD"], strict) == (False, "healthy", ())
+    # drift alone retrains every symbol of the window, unless drift is only reported
+    drifted = degradation_alerts(metrics, {"rsi_14_H1": 0.4}, strict, per_symbol)
+    assert not retrain_decision(drifted, per_symbol, ["EURUSD"], strict, on_drift=False)[0]
+    assert retrain_decision(drifted, per_symbol, ["GBPUSD", "EURUSD"], strict)[::2] == (
+        True,
+        ("EURUSD", "GBPUSD"),
+    )
