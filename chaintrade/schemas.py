@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+MT5_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # MT5 stamps bars in seconds since the epoch
 
 
 class BarIn(BaseModel):
@@ -24,6 +26,13 @@ class BarIn(BaseModel):
     tick_volume: int = Field(ge=0)
     spread: int = Field(ge=0, description="Spread in points.")
     real_volume: int = Field(default=0, ge=0)
+
+    @field_validator("time")
+    @classmethod
+    def _mt5_epoch(cls, value: datetime) -> datetime:
+        if value < MT5_EPOCH:
+            raise ValueError("MT5 bar times start at 1970-01-01T00:00:00Z")
+        return value
 
     @field_validator("open", "high", "low", "close")
     @classmethod

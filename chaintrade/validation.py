@@ -14,7 +14,8 @@ those rules, so a 2-row frame from the live agent is only checked by the cheap r
 
 :func:`bar_reason` is the per-bar path of the live agent: the same rules and reason codes as
 ``validate_bars`` on the two-row frame ``[previous, bar]``, in plain Python (a few µs instead
-of ~3 ms of pandas); a property test holds the two equal.
+of ~3 ms of pandas); a property test holds the two equal. :func:`tick_reason` is the same for
+one tick against ``validate_ticks``.
 """
 
 from __future__ import annotations
@@ -665,6 +666,75 @@ def validate_ticks(
     return marker.split(df)
 
 
+_TICK_NUMERIC: Final = ("time_msc", "bid", "ask", "last", "volume", "flags")
+_TICK_IDENTITY: Final = ("symbol", "time_msc", "bid", "ask", "last", "volume", "flags")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality as ``DataFrame.duplicated`` sees it (missing equals missing)."""
+    if _is_missing(a) or _is_missing(b):
+        return _is_missing(a) and _is_missing(b)
+    return bool(a == b)
+
+
+def _tick_row_rules(
+    tick: Mapping[str, Any], calendar: SessionCalendar
+) -> tuple[str | None, int | None]:
+    """``(reason of the row rules, time_msc)`` of one tick (``validate_ticks``' row rules)."""
+    for key in TICK_FRAME_COLUMNS:
+        if key != "last" and _is_missing(tick[key]):
+            return Reason.MISSING_VALUE, None
+    num: list[float] = []
+    for key in _TICK_NUMERIC:
+        value = tick[key]
+        if _is_missing(value):
+            num.append(math.nan)
+            continue
+        number = value if type(value) in (float, int) else _as_float(value)
+        if number is None:
+            return Reason.INVALID_TYPE, None
+        num.append(float(number))
+    t_msc, bid, ask, last, volume, _flags = num
+    if bid <= 0 or ask <= 0 or last < 0:
+        return Reason.NON_POSITIVE_PRICE, int(t_msc)
+    if ask < bid:
+        return Reason.ASK_BELOW_BID, int(t_msc)
+    if volume < 0:
+        return Reason.NEGATIVE_VOLUME, int(t_msc)
+    if calendar.closed_at(int(t_msc) / 1000.0):
+        return Reason.MARKET_CLOSED, int(t_msc)
+    return None, int(t_msc)
+
+
+def tick_reason(
+    tick: Mapping[str, Any],
+    previous: Mapping[str, Any] | None = None,
+    *,
+    calendar: SessionCalendar | None = None,
+) -> str | None:
+    """The reason ``validate_ticks([previous, tick])`` gives ``tick`` (None: good), in plain
+    Python: the per-tick path of the live agent (``previous``: the last accepted tick).
+
+    ``tick`` and ``previous`` map the ``TICK_FRAME_COLUMNS`` to values (``time_msc`` in epoch
+    milliseconds). The row rules and the market calendar apply to ``tick``; for the same
+    symbol it is a ``duplicate_time`` when it repeats ``previous`` exactly, ``out_of_order``
+    when its ``time_msc`` is before that of a ``previous`` that passed the row rules. Spike
+    and stale rules need more context than two rows and never fire, as in the frame validator.
+    """
+    cal = calendar or FX_WEEKEND_CORE
+    reason, t = _tick_row_rules(tick, cal)
+    if reason is not None or previous is None or t is None:
+        return reason
+    if not _same(previous["symbol"], tick["symbol"]):
+        return None
+    if all(_same(previous[k], tick[k]) for k in _TICK_IDENTITY):
+        return Reason.DUPLICATE_TIME
+    prev_reason, prev_t = _tick_row_rules(previous, cal)
+    if prev_reason is None and prev_t is not None and t < prev_t:
+        return Reason.OUT_OF_ORDER
+    return None
+
+
 __all__ = [
     "CALENDARS",
     "FX_NEW_YORK",
@@ -675,6 +745,7 @@ __all__ = [
     "SessionCalendar",
     "ValidationResult",
     "bar_reason",
+    "tick_reason",
     "validate_bars",
     "validate_ticks",
 ]

@@ -17,7 +17,7 @@ from chaintrade.chain import ChainContext, EventSink, StepTrace
 from chaintrade.domain import Action
 from chaintrade.errors import ConfigError, FatalError, ServiceUnavailable
 from chaintrade.schemas import BarIn, Prediction
-from chaintrade.validation import bar_reason
+from chaintrade.validation import bar_reason, tick_reason
 from live_agent import mt5_constants as c
 from live_agent.breaker import CircuitBreaker
 from live_agent.decision import Decision, DecisionRule, decide
@@ -46,7 +46,7 @@ from live_agent.risk_engine import (
 from live_agent.serving_client import InvalidPrediction, ServingClient
 from live_agent.settings import AgentSettings
 from live_agent.simulator import Mt5Simulator
-from live_agent.spool import BarSpool
+from live_agent.spool import BarSpool, TickQuarantine
 from live_agent.terminal import Terminal
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "OrderOutcome",
     "ReconcileReport",
     "ReplaySummary",
+    "TickBatch",
     "filling_for",
     "summarize",
 ]
@@ -107,6 +108,20 @@ class BarOutcome:
     risk: RiskVerdict | None = None
     orders: tuple[OrderOutcome, ...] = ()
     decided_ms: float | None = None  # from the closed bar's chain start to the risk verdict
+
+
+@dataclass(frozen=True, slots=True)
+class TickBatch:
+    """The new ticks of one symbol from one poll: each accepted or quarantined with a reason."""
+
+    symbol: str
+    accepted: int = 0
+    quarantined: tuple[tuple[dict[str, Any], str], ...] = ()
+    error: str | None = None
+
+    @property
+    def seen(self) -> int:
+        return self.accepted + len(self.quarantined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +195,12 @@ class Agent:
             journal=OrderJournal(state_dir / "orders.jsonl" if state_dir else None),
         )
         self.bar_spool = BarSpool(state_dir / "pending_bars.jsonl" if state_dir else None)
+        self.tick_quarantine = TickQuarantine(
+            state_dir / "quarantined_ticks.jsonl" if state_dir else None
+        )
+        self.ticks_accepted: Counter[str] = Counter()
+        self._last_tick: dict[str, dict[str, Any]] = {}  # the last accepted tick per symbol
+        self._tick_cursor: dict[str, tuple[int, int]] = {}  # (from second, ticks consumed)
         self.breaker = breaker or CircuitBreaker(
             settings.breaker_failures, settings.breaker_reset_s
         )
@@ -452,6 +473,68 @@ class Agent:
         last = self._last_seen.get(symbol)
         return last is None or self._utc_seconds(int(rates["time"][-1])) > last
 
+    # ------------------------------------------------------------------ ticks
+    def latest_tick(self, symbol: str) -> dict[str, Any] | None:
+        """The last accepted tick of ``symbol`` (the validator's tick mapping, ``time_msc`` in
+        UTC milliseconds), or None before the first one. Decisions do not read it."""
+        return self._last_tick.get(symbol)
+
+    def collect_ticks(self, symbol: str) -> TickBatch:
+        """Fetch the ticks of ``symbol`` since the last poll and validate each one
+        (:func:`~chaintrade.validation.tick_reason` against the last accepted tick): good ticks
+        become the latest quote, bad ones go to the tick quarantine with their reason.
+
+        A cursor ``(second, consumed)`` remembers how many ticks ``copy_ticks_from(second)``
+        returned that were handled, so every tick the terminal gives is handled exactly once.
+        The first poll starts at the open of the last closed bar. Blocking: run it off the event
+        loop. A terminal that answers nothing gives an ``error`` and leaves the cursor alone.
+        """
+        cursor = self._tick_cursor.get(symbol)
+        if cursor is None:
+            rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, 1)
+            if rates is None or len(rates) == 0:
+                return TickBatch(symbol, error="ticks:mt5_no_bars")
+            cursor = (int(rates["time"][-1]), 0)
+        start_s, consumed = cursor
+        ticks = self._terminal.copy_ticks_from(
+            symbol, start_s, consumed + self._settings.tick_batch, c.COPY_TICKS_ALL
+        )
+        if ticks is None:
+            return TickBatch(symbol, error="ticks:mt5_no_ticks")
+        fresh = ticks[consumed:]
+        if len(ticks):
+            msc = ticks["time_msc"].astype(np.int64)
+            new_s = max(start_s, int(msc.max()) // 1000)
+            self._tick_cursor[symbol] = (new_s, int((msc >= new_s * 1000).sum()))
+        else:
+            self._tick_cursor[symbol] = cursor
+        previous = self._last_tick.get(symbol)
+        accepted = 0
+        rejected: list[tuple[dict[str, Any], str]] = []
+        for record in fresh:
+            tick = self._tick_dict(record, symbol)
+            reason = tick_reason(tick, previous)
+            if reason is None:
+                previous = tick
+                accepted += 1
+            else:
+                rejected.append((tick, reason))
+        if previous is not None:
+            self._last_tick[symbol] = previous
+        self.ticks_accepted[symbol] += accepted
+        self.tick_quarantine.add(rejected)
+        return TickBatch(symbol, accepted, tuple(rejected))
+
+    def _tick_dict(self, record: np.void, symbol: str) -> dict[str, Any]:
+        """One MT5 tick record as the validator's tick mapping (times in UTC)."""
+        tick: dict[str, Any] = dict(zip(_TICK_FIELDS, record.tolist(), strict=True))
+        if self._settings.bar_times == "server":
+            msc = int(tick["time_msc"])
+            tick["time"] = self._utc_seconds(msc // 1000)
+            tick["time_msc"] = tick["time"] * 1000 + msc % 1000
+        tick["symbol"] = symbol
+        return tick
+
     def realized_pnl(self) -> float:
         """Sum of profit, swap, commission and fees of this magic number's closing deals."""
         deals = self._terminal.history_deals_get(HISTORY_FROM, HISTORY_TO)
@@ -679,6 +762,7 @@ def summarize(outcomes: Sequence[BarOutcome], realized_pnl: float) -> ReplaySumm
 
 
 _RATE_FIELDS = ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
+_TICK_FIELDS = ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
 
 
 def _bar_dict(record: np.void, symbol: str, timeframe: str) -> dict[str, Any]:

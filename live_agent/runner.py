@@ -1,5 +1,6 @@
-"""The live loop: poll each symbol for a closed bar, run its chain off the event loop, export
-Prometheus metrics, stop gracefully.
+"""The live loop: poll each symbol for new ticks (validated, bad ones quarantined; setting
+``collect_ticks``) and a closed bar, run its chain off the event loop, export Prometheus
+metrics, stop gracefully.
 
 Terminal calls block (the MetaTrader5 module is synchronous, a bridge waits on the network), so
 every chain runs in a worker thread (``asyncio.to_thread``): the event loop stays free for
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from live_agent.agent import Agent, BarOutcome
+from live_agent.agent import Agent, BarOutcome, TickBatch
 from live_agent.breaker import BreakerState
 from live_agent.risk_engine import TradingState
 from live_agent.simulator import Mt5Simulator
@@ -41,6 +42,10 @@ class AgentMetrics:
         r = self.registry = self.registry or CollectorRegistry()
         self.bars = Counter("agent_bars", "Closed bars handled", ["symbol"], registry=r)
         self.rejected = Counter("agent_bar_rejects", "Bars quarantined", ["reason"], registry=r)
+        self.ticks = Counter("agent_ticks_accepted", "Ticks accepted", ["symbol"], registry=r)
+        self.tick_rejects = Counter(
+            "agent_ticks_quarantined", "Ticks quarantined", ["reason"], registry=r
+        )
         self.errors = Counter("agent_step_errors", "Chain step errors", ["error"], registry=r)
         self.denials = Counter("agent_risk_denials", "Risk denials", ["reason"], registry=r)
         self.orders = Counter("agent_orders", "Order intents by outcome", ["reason"], registry=r)
@@ -60,6 +65,14 @@ class AgentMetrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry).decode()
+
+    def observe_ticks(self, batch: TickBatch) -> None:
+        if batch.accepted:
+            self.ticks.labels(batch.symbol).inc(batch.accepted)
+        for _, reason in batch.quarantined:
+            self.tick_rejects.labels(reason).inc()
+        if batch.error:
+            self.errors.labels(batch.error).inc()
 
     def observe(self, agent: Agent, outcome: BarOutcome) -> None:
         self.bars.labels(outcome.symbol).inc()
@@ -120,6 +133,10 @@ class Runner:
             for symbol in self.symbols:
                 if self._stop.is_set():
                     break
+                if self.agent.settings.collect_ticks:
+                    batch = await asyncio.to_thread(self.agent.collect_ticks, symbol)
+                    if self.metrics is not None:
+                        self.metrics.observe_ticks(batch)
                 if await asyncio.to_thread(self.agent.has_new_bar, symbol):
                     outcome = await asyncio.to_thread(self.agent.on_closed_bar, symbol)
                     self.outcomes.append(outcome)

@@ -77,6 +77,12 @@ class AgentSettings(BaseSettings):
         default=None, description="HALTED while it exists (default: <state_dir>/KILL)."
     )
     pause_s: float = Field(default=300.0, ge=0, description="Pause after market closed etc.")
+    collect_ticks: bool = Field(
+        default=True,
+        description="The live loop (live-agent run) collects, validates and quarantines ticks; "
+        "replay never does (its decisions do not read ticks).",
+    )
+    tick_batch: int = Field(default=100_000, ge=1, description="Most ticks per copy_ticks_from.")
     breaker_failures: int = Field(default=3, ge=1)
     breaker_reset_s: float = Field(default=30.0, ge=0)
 

@@ -1,13 +1,17 @@
 """Store-and-forward of closed bars: bars serving did not receive (down, slow, circuit open)
 are kept in order in a JSON-lines file and forwarded, oldest first, before the next bar once
 serving answers again, so serving's online feature history has no holes. Chain events have
-their own spool in :class:`chaintrade.chain_store.ChainWriter`."""
+their own spool in :class:`chaintrade.chain_store.ChainWriter`. Ticks the validator rejects
+are appended, with their reason, to a quarantine file (:class:`TickQuarantine`)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from chaintrade.schemas import BarIn
 
@@ -60,3 +64,31 @@ class BarSpool:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+
+
+class TickQuarantine:
+    """Rejected ticks, append-only: one JSON line per tick (its fields and ``reason``).
+
+    ``counts`` holds the ticks quarantined per reason by this process; without a ``path``
+    (tests, dry runs) the records are kept in ``records`` instead of a file.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, rejected: Sequence[tuple[dict[str, Any], str]]) -> None:
+        """Keep each ``(tick, reason)``; one write (and fsync) per batch."""
+        if not rejected:
+            return
+        rows = [{**tick, "reason": reason} for tick, reason in rejected]
+        self.counts.update(reason for _, reason in rejected)
+        if self.path is None:
+            self.records.extend(rows)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write("".join(json.dumps(row) + "\n" for row in rows))
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -308,7 +308,7 @@ def test_fuzzed_requests_never_get_a_server_error(server: Server) -> None:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(mode))
-            @settings(max_examples=15, deadline=None, database=None,
+            @settings(max_examples=15, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))  # fmt: skip
             def call(case: Any) -> None:
                 response = case.call(base_url=server.url, headers=AUTH, timeout=10)

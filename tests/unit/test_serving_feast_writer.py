@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ def test_a_row_that_failed_is_retried_until_the_store_is_back(tmp_path: Path) ->
         threading.Event().wait(0.01)
     assert (tmp_path / "spool.json").exists()
     store.down = False
+    deadline = time.monotonic() + 10
+    while not store.rows and time.monotonic() < deadline:  # retried while stdin stays open
+        threading.Event().wait(0.01)
     feed.close()
     runner.join(10)
     assert [r["ts"] for r in store.rows] == [5]

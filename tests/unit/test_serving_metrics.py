@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,13 @@ print(prometheus_client.generate_latest(registry).decode())
 
 def _exposed(tmp_path: Path, mode: str) -> str:
     root = Path(__file__).resolve().parents[2]
+    # Start in single-process mode whatever this process inherited (importing Feast here
+    # sets PROMETHEUS_MULTIPROC_DIR in os.environ, which a child would otherwise inherit).
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("prometheus_multiproc")}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path), mode],
         cwd=root,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -56,6 +61,6 @@ def test_without_following_the_mode_the_metrics_would_be_missing(tmp_path: Path)
 def test_without_a_multiprocess_dir_nothing_changes() -> None:
     from serving import metrics
 
-    if "PROMETHEUS_MULTIPROC_DIR" in __import__("os").environ:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         pytest.skip("this process runs in multiprocess mode")
     assert metrics.follow_multiprocess_mode() is False

@@ -1,6 +1,7 @@
 """The per-bar validator (``bar_reason``) gives the same reason as ``validate_bars`` on the
 two-row frame ``[previous, bar]``, for generated good and broken bars across calendars, DST
-changes, holidays and weekends."""
+changes, holidays and weekends; the per-tick validator (``tick_reason``) likewise against
+``validate_ticks``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from chaintrade.validation import (
     Reason,
     SessionCalendar,
     bar_reason,
+    tick_reason,
     validate_bars,
+    validate_ticks,
 )
 
 # Around the US DST start (2024-03-10), Christmas / New Year and ordinary weekends, whole minutes.
@@ -161,3 +164,102 @@ def test_naive_times_are_refused_like_the_frame_validator() -> None:
                 "real_volume": 0,
             }
         )
+
+
+# --------------------------------------------------------------------------- ticks
+
+_T0_MS = int(pd.Timestamp("2024-03-07", tz="UTC").timestamp() * 1000)
+tick_times = st.one_of(
+    st.integers(_T0_MS, _T0_MS + 6 * 86_400_000),  # Thursday to Wednesday: a weekend inside
+    st.sampled_from([None, float("nan"), "abc", "1709800000000"]),
+)
+
+
+@st.composite
+def ticks(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid tick, then with some probability a few fields replaced by odd values."""
+    bid = draw(st.floats(0.5, 2.0))
+    tick: dict[str, Any] = {
+        "symbol": draw(st.sampled_from(["EURUSD", "GBPUSD"])),
+        "time_msc": draw(st.integers(_T0_MS, _T0_MS + 6 * 86_400_000)),
+        "time": 0,
+        "bid": bid,
+        "ask": bid + draw(st.sampled_from([0.0, 0.0001, 0.0002])),
+        "last": draw(st.sampled_from([0.0, bid])),
+        "volume": draw(st.integers(0, 10)),
+        "flags": draw(st.sampled_from([2, 4, 6])),
+    }
+    tick["time"] = int(tick["time_msc"]) // 1000
+    if draw(st.integers(0, 9)) == 0:  # a crossed quote
+        tick["bid"], tick["ask"] = tick["ask"] + 0.001, tick["bid"]
+    for key in draw(
+        st.lists(st.sampled_from(list(tick)[1:]), max_size=2 * draw(st.integers(0, 1)))
+    ):
+        tick[key] = draw(tick_times) if key == "time_msc" else draw(oddities)
+    return tick
+
+
+def frame_tick_reason(rows: list[dict[str, Any]], calendar: SessionCalendar) -> str | None:
+    frame = pd.DataFrame(rows)
+    frame["_row"] = np.arange(len(frame))
+    result = validate_ticks(frame, calendar=calendar)
+    bad = result.quarantine[result.quarantine["_row"] == len(frame) - 1]
+    return str(bad["reason"].iloc[0]) if len(bad) else None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    previous=st.one_of(st.none(), ticks()),
+    tick=ticks(),
+    calendar=st.sampled_from(CALENDARS),
+    relation=st.sampled_from(["free", "same_symbol", "same_time", "copy", "earlier"]),
+)
+def test_tick_reason_equals_the_frame_validator(
+    previous: dict[str, Any] | None,
+    tick: dict[str, Any],
+    calendar: SessionCalendar,
+    relation: str,
+) -> None:
+    if previous is not None and relation != "free":
+        tick = {**tick, "symbol": previous["symbol"]}
+        if relation == "same_time":
+            tick["time_msc"] = previous["time_msc"]
+        elif relation == "copy":
+            tick = dict(previous)
+        elif relation == "earlier" and isinstance(previous["time_msc"], int):
+            tick["time_msc"] = previous["time_msc"] - 1
+    rows = [tick] if previous is None else [previous, tick]
+    assert tick_reason(tick, previous, calendar=calendar) == frame_tick_reason(rows, calendar)
+
+
+def test_every_cheap_tick_rule_is_reached() -> None:
+    """Each reason of the per-tick path, and the same from the frame validator."""
+    t = int(pd.Timestamp("2024-03-12 10:00", tz="UTC").timestamp() * 1000)
+    good = {
+        "symbol": "EURUSD",
+        "time_msc": t,
+        "time": t // 1000,
+        "bid": 1.1,
+        "ask": 1.1002,
+        "last": 0.0,
+        "volume": 0,
+        "flags": 6,
+    }
+    later = {**good, "time_msc": t + 5, "bid": 1.1001}
+    saturday = int(pd.Timestamp("2024-03-09 12:00", tz="UTC").timestamp() * 1000)
+    cases = {
+        Reason.MISSING_VALUE: ({**good, "bid": None}, None),
+        Reason.INVALID_TYPE: ({**good, "ask": "abc"}, None),
+        Reason.NON_POSITIVE_PRICE: ({**good, "bid": 0.0}, None),
+        Reason.ASK_BELOW_BID: ({**good, "ask": 1.0}, None),
+        Reason.NEGATIVE_VOLUME: ({**good, "volume": -1}, None),
+        Reason.MARKET_CLOSED: ({**good, "time_msc": saturday}, None),
+        Reason.DUPLICATE_TIME: (good, good),
+        Reason.OUT_OF_ORDER: (good, later),
+    }
+    for reason, (tick, previous) in cases.items():
+        assert tick_reason(tick, previous) == reason
+        rows = [tick] if previous is None else [previous, tick]
+        assert frame_tick_reason(rows, FX_WEEKEND_CORE) == reason
+    assert tick_reason(later, good) is None
+    assert tick_reason({**good, "bid": 1.1001}, good) is None  # same time, another quote
