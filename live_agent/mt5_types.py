@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-import numpy as np
+from chaintrade.market_data import RATES_DTYPE as _RATES_DTYPE
+from chaintrade.market_data import TICKS_DTYPE
 
 
 class TerminalInfo(NamedTuple):
@@ -314,30 +315,7 @@ class OrderCheckResult(NamedTuple):
     request: TradeRequest
 
 
-#: The record of ``copy_rates_*``: MT5's numpy dtype.
-RATES_DTYPE: Final = np.dtype(
-    [
-        ("time", "<i8"),
-        ("open", "<f8"),
-        ("high", "<f8"),
-        ("low", "<f8"),
-        ("close", "<f8"),
-        ("tick_volume", "<u8"),
-        ("spread", "<i4"),
-        ("real_volume", "<u8"),
-    ]
-)
-
-#: The record of ``copy_ticks_from`` / ``copy_ticks_range`` (the field order of ``Tick``).
-TICK_DTYPE: Final = np.dtype(
-    [
-        ("time", "<i8"),
-        ("bid", "<f8"),
-        ("ask", "<f8"),
-        ("last", "<f8"),
-        ("volume", "<u8"),
-        ("time_msc", "<i8"),
-        ("flags", "<u4"),
-        ("volume_real", "<f8"),
-    ]
-)
+#: MT5's numpy records of ``copy_rates_*`` and ``copy_ticks_*`` (field order of the
+#: package's ``Rate`` and ``Tick``): the platform's one definition, in chaintrade.market_data.
+RATES_DTYPE: Final = _RATES_DTYPE
+TICK_DTYPE: Final = TICKS_DTYPE
