@@ -32,22 +32,12 @@ def _main() -> None:
     """Chaintrade: an ML trading platform for MetaTrader 5."""
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
-    """Settings for an embedded Airflow whose state lives under ``var/airflow``."""
-    return {
-        "AIRFLOW_HOME": str(settings.airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get(
-            "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
-        ),
-    }
-
-
 def run_demo_dag(settings: Settings, conf: dict[str, Any]) -> tuple[str, dict[str, float]]:
     """``dag.test()`` of the demo DAG in this process; returns its state and task durations."""
+    from chaintrade.orchestration import airflow_env
+
     os.environ.update(airflow_env(settings))
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     # Library deprecation chatter (ibis, SQLAlchemy, …) buries the demo's own output.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
