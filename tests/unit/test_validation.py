@@ -22,6 +22,7 @@ from chaintrade.validation import (
     FX_WEEKEND_CORE,
     UTC_WEEKDAYS,
     Reason,
+    TickRules,
     validate_bars,
     validate_ticks,
 )
@@ -247,18 +248,20 @@ def test_tick_rules_on_hand_built_ticks() -> None:
     )
     ticks["time"] = pd.to_datetime(ticks["time_msc"], unit="ms", utc=True)
     ticks.loc[3, "bid"] = 1.1002
-    dup = ticks.iloc[[1]]
-    frame = pd.concat([ticks, dup], ignore_index=True)
+    copy = ticks.iloc[[1]]
+    frame = pd.concat([ticks.iloc[:2], copy, ticks.iloc[2:], copy], ignore_index=True)
     result = validate_ticks(frame)
-    # row 2: ask < bid; row 4: 15 ms after a 20 ms tick; row 6: Saturday 12:00; row 7: copy of 1
-    assert dict(
+    # ask < bid; 15 ms after a 20 ms tick; Saturday 12:00; a copy of the +10 ms tick right
+    # after it (a duplicate) and again at the end (a replay of an old tick: out of order)
+    assert list(
         zip(result.quarantine["time_msc"] - ms, result.quarantine["reason"], strict=True)
-    ) == {
-        20: "ask_below_bid",
-        15: "out_of_order",
-        1_704_542_400_000 - ms: "market_closed",
-        10: "duplicate_time",
-    }
+    ) == [
+        (10, "duplicate_time"),
+        (20, "ask_below_bid"),
+        (15, "out_of_order"),
+        (1_704_542_400_000 - ms, "market_closed"),
+        (10, "out_of_order"),
+    ]
     assert len(result.good) == 4
 
 
@@ -310,6 +313,15 @@ def test_every_tick_fault_in_generated_ticks_is_caught() -> None:
         ignore_index=True,
     )
     faulty = inject_faults(ticks, {f: 4 for f in TICK_FAULTS}, seed=3)
+    # a stale feed is told from a quiet market only from the stale_run-th repeat on: the
+    # first repeats of an injected run pass, as they would in the live agent
+    stale = (faulty["fault"] == "stale").to_numpy()
+    run = np.zeros(len(faulty), dtype=np.int64)
+    for i in np.flatnonzero(stale):
+        run[i] = run[i - 1] + 1
+    early = stale & (run < TickRules().stale_run)
+    assert early.sum() == 4 * (TickRules().stale_run - 1)
+    faulty.loc[early, "fault"] = None
     _check_faults(faulty, lambda f: validate_ticks(f, calendar=UTC_WEEKDAYS), TICK_FAULTS)
 
 

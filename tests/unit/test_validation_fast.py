@@ -148,6 +148,27 @@ def test_closed_at_follows_new_york_across_dst() -> None:
     assert [FX_NEW_YORK.closed_at(s.timestamp()) for s in stamps] == expected.tolist()
 
 
+@pytest.mark.parametrize(
+    ("tz", "change"),
+    [
+        ("America/New_York", "2024-03-10 07:00"),  # DST starts
+        ("Australia/Lord_Howe", "2024-04-06 15:00"),  # a half-hour DST change
+        ("Asia/Kathmandu", "2024-03-09 18:15"),  # a +05:45 zone, Sunday 00:00 there
+    ],
+)
+def test_closed_at_equals_is_closed_second_by_second(tz: str, change: str) -> None:
+    """closed_at remembers whole minutes; every second of them agrees with is_closed."""
+    midpoint = pd.Timestamp(change, tz="UTC")
+    for grace in (0, 1):
+        calendar = SessionCalendar(
+            "x", tz, 6, 0, 6, 2, holidays=("03-10", "04-07"), grace_minutes=grace
+        )
+        stamps = pd.date_range(midpoint - pd.Timedelta(hours=3), periods=6 * 3600 // 7, freq="7s")
+        expected = calendar.is_closed(pd.Series(stamps)).tolist()
+        assert [calendar.closed_at(s.timestamp()) for s in stamps] == expected
+        assert any(expected) and not all(expected)
+
+
 def test_naive_times_are_refused_like_the_frame_validator() -> None:
     with pytest.raises(ValueError):
         bar_reason(
