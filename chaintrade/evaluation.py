@@ -3,6 +3,7 @@ baselines and bootstrap confidence intervals. Pure numpy/pandas."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,39 +74,33 @@ def positions_from_strength(strength: np.ndarray, rule: Rule) -> np.ndarray:
     return positions
 
 
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One round trip of a backtest: consecutive bars holding the same non-zero position."""
+
+    symbol: str
+    side: int  # +1 long, -1 short
+    entry_time: Any  # the decision bar that opened it (a value of the ``times`` given)
+    exit_time: Any | None  # the decision bar that closed or reversed it; None: open at the end
+    log_return: float  # net of costs, summed over the bars it was held
+
+    @property
+    def closed(self) -> bool:
+        return self.exit_time is not None
+
+
 @dataclass(frozen=True)
 class BacktestResult:
-    """Per-bar net returns of a strategy and its summary statistics."""
+    """Per-bar net returns of a strategy, its round trips and its summary statistics."""
 
     returns: np.ndarray
     positions: np.ndarray
     stats: dict[str, float]
+    trades: tuple[Trade, ...] = ()
 
     @property
     def equity(self) -> np.ndarray:
         return np.cumsum(self.returns)
-
-
-def next_open_returns(open_: np.ndarray, symbols: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """What a position decided at the close of bar t earns when it is *executed* like the live
-    agent: filled at the next bar's open and held to the open after that,
-    ``log(open[t+2] / open[t+1])`` within each symbol in time order (0 where no such bar).
-
-    This is the paper-trading convention (:mod:`live_agent.parity`); the close-to-close return
-    assumes a fill at the decision bar's own close, which no order can get, and differs by the
-    close-to-open gap (about 0.2 bp per side on EURUSD H1, up to 150 bp over a weekend).
-    """
-    open_ = np.asarray(open_, dtype=np.float64)
-    symbols, times = np.asarray(symbols), np.asarray(times)
-    out = np.zeros(len(open_))
-    for symbol in pd.unique(symbols):
-        idx = np.flatnonzero(symbols == symbol)
-        idx = idx[np.argsort(times[idx], kind="stable")]
-        logs = np.log(open_[idx])
-        earned = np.zeros(len(idx))
-        earned[:-2] = logs[2:] - logs[1:-1]
-        out[idx] = earned
-    return out
 
 
 def round_trips(positions: np.ndarray) -> list[tuple[int, int, float]]:
@@ -124,29 +119,53 @@ def round_trips(positions: np.ndarray) -> list[tuple[int, int, float]]:
 
 
 def backtest(
-    positions: np.ndarray, bar_returns: np.ndarray, *, costs: Costs, bars_per_year: int
+    positions: np.ndarray,
+    bar_returns: np.ndarray,
+    *,
+    costs: Costs,
+    bars_per_year: int,
+    symbol: str = "",
+    times: np.ndarray | None = None,
 ) -> BacktestResult:
     """The position held after bar t earns ``bar_returns[t]``, net of costs on every change.
 
     Conventions: ``positions`` are units (+1 long, -1 short, 0 flat, a reversal is one change of
-    2); returns are log returns; costs are basis points of price per unit changed. With the
-    training set's ``next_return`` (close of t to close of t+1) the fill is at the decision
-    bar's close; with :func:`next_open_returns` it is at the next bar's open, as the agent
-    trades (the paper = backtest parity holds on the latter)."""
+    2); returns are log returns; costs are basis points of price per unit changed; a NaN return
+    (the next bar does not exist yet) earns 0. With the labels' ``next_open_return``
+    (:func:`chaintrade.labels.next_open_returns`) a position is filled at the next bar's open,
+    as the agent trades; :func:`strategy_backtest` is the one backtest of training and paper
+    parity. ``times`` (default: bar numbers) name the trades' decision bars."""
     positions = np.asarray(positions, dtype=np.float64)
+    earned = np.nan_to_num(np.asarray(bar_returns, dtype=np.float64), nan=0.0)
     changes = np.abs(np.diff(np.concatenate([[0.0], positions])))
-    net = positions * np.asarray(bar_returns, dtype=np.float64) - changes * costs.per_unit
-    return BacktestResult(net, positions, strategy_stats(net, positions, changes, bars_per_year))
+    net = positions * earned - changes * costs.per_unit
+    when = np.arange(len(positions)) if times is None else np.asarray(times)
+    trades = tuple(
+        Trade(
+            symbol,
+            int(side),
+            when[a],
+            when[b] if b < len(positions) else None,
+            float(np.sum(net[a:b])),
+        )
+        for a, b, side in round_trips(positions)
+    )
+    stats = strategy_stats(net, positions, changes, bars_per_year, trades)
+    return BacktestResult(net, positions, stats, trades)
 
 
 def strategy_stats(
-    net: np.ndarray, positions: np.ndarray, changes: np.ndarray, bars_per_year: int
+    net: np.ndarray,
+    positions: np.ndarray,
+    changes: np.ndarray,
+    bars_per_year: int,
+    trades: tuple[Trade, ...],
 ) -> dict[str, float]:
     equity = np.cumsum(net)
     drawdown = equity - np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:]
     downside = net[net < 0]
     gains, losses = net[net > 0].sum(), -net[net < 0].sum()
-    trades = _trade_pnls(net, positions)
+    pnls = np.array([t.log_return for t in trades])
     down_std = np.sqrt(np.mean(downside**2)) if len(downside) else 0.0
     return {
         "total_return": float(equity[-1]) if len(equity) else 0.0,
@@ -154,8 +173,8 @@ def strategy_stats(
         "sortino": float(net.mean() / down_std * np.sqrt(bars_per_year)) if down_std > 0 else 0.0,
         "max_drawdown": float(-drawdown.min()) if len(drawdown) else 0.0,
         "profit_factor": _ratio(gains, losses),
-        "hit_rate": float(np.mean(trades > 0)) if len(trades) else 0.0,
-        "trades": float(len(trades)),
+        "hit_rate": float(np.mean(pnls > 0)) if len(pnls) else 0.0,
+        "trades": float(len(pnls)),
         "turnover": float(changes.mean()) if len(changes) else 0.0,
         "exposure": float(np.mean(positions != 0)) if len(positions) else 0.0,
     }
@@ -167,9 +186,11 @@ def _ratio(gains: float, losses: float) -> float:
     return float("inf") if gains > 0 else 0.0
 
 
-def _trade_pnls(net: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """PnL of each round trip: consecutive bars with the same non-zero position."""
-    return np.array([float(np.sum(net[a:b])) for a, b, _ in round_trips(positions)])
+def _by_symbol(symbols: np.ndarray, times: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """Each symbol with the indices of its rows in time order."""
+    for symbol in pd.unique(symbols):
+        idx = np.flatnonzero(symbols == symbol)
+        yield str(symbol), idx[np.argsort(times[idx], kind="stable")]
 
 
 def portfolio_backtest(
@@ -181,31 +202,68 @@ def portfolio_backtest(
     costs: Costs,
     bars_per_year: int,
 ) -> BacktestResult:
-    """Backtest each symbol on its own bars, then hold them equally weighted in time."""
+    """Backtest each symbol on its own bars, then hold them equally weighted in time; the
+    trades are every symbol's round trips."""
+    symbols, times = np.asarray(symbols), np.asarray(times)
+    positions, bar_returns = np.asarray(positions), np.asarray(bar_returns)
     frames = []
-    trades: list[np.ndarray] = []
-    for symbol in pd.unique(symbols):
-        mask = symbols == symbol
-        order = np.argsort(times[mask], kind="stable")
-        pos = positions[mask][order]
-        result = backtest(pos, bar_returns[mask][order], costs=costs, bars_per_year=bars_per_year)
+    trades: list[Trade] = []
+    for symbol, idx in _by_symbol(symbols, times):
+        pos = positions[idx]
+        result = backtest(
+            pos,
+            bar_returns[idx],
+            costs=costs,
+            bars_per_year=bars_per_year,
+            symbol=symbol,
+            times=times[idx],
+        )
         changes = np.abs(np.diff(np.concatenate([[0.0], pos])))
         frames.append(
             pd.DataFrame(
-                {"t": times[mask][order], "net": result.returns, "pos": pos, "chg": changes}
+                {"t": times[idx], "net": result.returns, "pos": pos, "chg": changes}
             ).assign(symbol=symbol)
         )
-        trades.append(_trade_pnls(result.returns, pos))
+        trades.extend(result.trades)
     table = pd.concat(frames).pivot_table(index="t", columns="symbol", values=["net", "pos", "chg"])
     table = table.fillna(0.0)
     net = table["net"].to_numpy().mean(axis=1)
     exposure = np.abs(table["pos"].to_numpy()).mean(axis=1)
     changes = table["chg"].to_numpy().mean(axis=1)
-    stats = strategy_stats(net, exposure, changes, bars_per_year)
-    all_trades = np.concatenate(trades) if trades else np.array([])
-    stats["trades"] = float(len(all_trades))
-    stats["hit_rate"] = float(np.mean(all_trades > 0)) if len(all_trades) else 0.0
-    return BacktestResult(net, exposure, stats)
+    stats = strategy_stats(net, exposure, changes, bars_per_year, tuple(trades))
+    return BacktestResult(net, exposure, stats, tuple(trades))
+
+
+def rule_positions(
+    strength: np.ndarray, symbols: np.ndarray, times: np.ndarray, rule: Rule
+) -> np.ndarray:
+    """The seed rule's position after each row, its state kept per symbol in time order; a NaN
+    strength (no prediction) holds."""
+    strength, symbols, times = np.asarray(strength), np.asarray(symbols), np.asarray(times)
+    positions = np.zeros(len(strength))
+    for _, idx in _by_symbol(symbols, times):
+        positions[idx] = positions_from_strength(strength[idx], rule)
+    return positions
+
+
+def strategy_backtest(
+    strength: np.ndarray,
+    bar_returns: np.ndarray,
+    symbols: np.ndarray,
+    times: np.ndarray,
+    *,
+    costs: Costs,
+    rule: Rule,
+    bars_per_year: int,
+) -> BacktestResult:
+    """The signal backtest of training, the promotion gate and paper parity: the seed rule on
+    ``strength`` (= 2·P(up) − 1) per symbol, each position earning ``bar_returns`` — the
+    labels' ``next_open_return``, a fill at the next bar's open as the agent gets — net of
+    ``costs``."""
+    positions = rule_positions(strength, symbols, times, rule)
+    return portfolio_backtest(
+        positions, bar_returns, symbols, times, costs=costs, bars_per_year=bars_per_year
+    )
 
 
 def random_positions(n: int, change_rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -285,24 +343,23 @@ def evaluate(
     rule: Rule | None = None,
     seed: int = 0,
 ) -> tuple[Evaluation, BacktestResult]:
-    """Classification metrics and the cost-aware backtest of the decision rule beside the
-    flat, buy-and-hold and random baselines, on one out-of-sample window."""
+    """Classification metrics and the cost-aware backtest of the decision rule
+    (:func:`strategy_backtest`) beside the flat, buy-and-hold and random baselines, on one
+    out-of-sample window."""
     costs = costs or Costs()
     rule = rule or Rule()
     per_year = BARS_PER_YEAR.get(timeframe, 260 * 24)
     symbols, times = np.asarray(symbols), np.asarray(times)
-    positions = np.zeros(len(proba))
-    for symbol in pd.unique(symbols):  # the rule keeps state per symbol, in time order
-        idx = np.flatnonzero(symbols == symbol)
-        idx = idx[np.argsort(times[idx], kind="stable")]
-        positions[idx] = positions_from_strength(2.0 * np.asarray(proba)[idx] - 1.0, rule)
+    strength = 2.0 * np.asarray(proba) - 1.0
+    result = strategy_backtest(
+        strength, bar_returns, symbols, times, costs=costs, rule=rule, bars_per_year=per_year
+    )
 
     def run(pos: np.ndarray) -> BacktestResult:
         return portfolio_backtest(
             pos, bar_returns, symbols, times, costs=costs, bars_per_year=per_year
         )
 
-    result = run(positions)
     rng = np.random.default_rng(seed)
     change_rate = float(result.stats["turnover"])
     base = {

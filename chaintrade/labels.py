@@ -14,6 +14,11 @@ A label row is keyed like the feature row of the same bar (``symbol``, ``time``,
   limit. A bar whose range touches both barriers counts as a stop-loss (the conservative
   reading: the path inside a bar is unknown). ``tb_return`` is the log return to the barrier
   price (or to the close at the time limit), ``tb_bars`` the bars until exit.
+* Execution: ``next_open_return = log(open[t + 2] / open[t + 1])``, what a position decided
+  at the close of bar t earns when it is traded like the live agent (filled at the next bar's
+  open, held to the open after that) — the bar return of every backtest
+  (:func:`chaintrade.evaluation.strategy_backtest`, training and paper parity alike). NaN
+  where bar t + 2 does not exist yet. It is not a target: the label stays the direction.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ import pandas as pd
 
 from chaintrade.domain import Timeframe
 
-LABEL_COLUMNS: Final = ("symbol", "time", "event_timestamp", "forward_return", "label")
+NEXT_OPEN_RETURN: Final = "next_open_return"
+LABEL_COLUMNS: Final = (
+    "symbol",
+    "time",
+    "event_timestamp",
+    "forward_return",
+    "label",
+    NEXT_OPEN_RETURN,
+)
 TRIPLE_BARRIER_COLUMNS: Final = ("tb_label", "tb_return", "tb_bars")
 DEFAULT_HORIZON: Final = timedelta(minutes=15)
 
@@ -68,6 +81,19 @@ def _resolve_horizon(
     return horizon_bars
 
 
+def next_open_returns(bars: pd.DataFrame) -> pd.Series:
+    """``log(open[t + 2] / open[t + 1])`` of every bar (same index as ``bars``), within its
+    symbol in time order; NaN where bar t + 2 does not exist. See the module doc."""
+    missing = [c for c in ("symbol", "time", "open") if c not in bars.columns]
+    if missing:
+        raise ValueError(f"bars lack columns {missing}")
+    df = bars[["symbol", "time", "open"]].sort_values(["symbol", "time"], kind="stable")
+    log_open = pd.Series(np.log(df["open"].to_numpy(np.float64)), index=df.index)
+    by_symbol = log_open.groupby(df["symbol"], sort=False)
+    earned = by_symbol.shift(-2) - by_symbol.shift(-1)
+    return earned.reindex(bars.index).rename(NEXT_OPEN_RETURN)
+
+
 def direction_labels(
     bars: pd.DataFrame, *, horizon_bars: int | None = None, horizon: timedelta | None = None
 ) -> pd.DataFrame:
@@ -77,15 +103,14 @@ def direction_labels(
     bars ahead, or ``horizon`` as a duration; default 15 minutes), ``label = 1`` if it is > 0
     else 0. The last h bars of each symbol have no future yet and are dropped.
     ``event_timestamp`` is the close of bar t (time + timeframe), the instant its features
-    become known.
+    become known. ``next_open_return`` (:func:`next_open_returns`) is what the backtest earns.
     """
-    missing = [c for c in ("symbol", "timeframe", "time", "close") if c not in bars.columns]
+    needed = ("symbol", "timeframe", "time", "open", "close")
+    missing = [c for c in needed if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack columns {missing}")
     h = _resolve_horizon(bars, horizon_bars, horizon)
-    df = bars[["symbol", "timeframe", "time", "close"]].sort_values(
-        ["symbol", "time"], kind="stable"
-    )
+    df = bars[list(needed)].sort_values(["symbol", "time"], kind="stable")
     df = df.reset_index(drop=True)
     log_close = pd.Series(np.log(df["close"].to_numpy(np.float64)), index=df.index)
     future = log_close.groupby(df["symbol"], sort=False).shift(-h)
@@ -98,6 +123,7 @@ def direction_labels(
             "event_timestamp": time + _durations(df["timeframe"]),
             "forward_return": forward_return,
             "label": (forward_return > 0).astype("int64"),
+            NEXT_OPEN_RETURN: next_open_returns(df),
         }
     )
     return out[future.notna()].reset_index(drop=True)

@@ -311,8 +311,10 @@ def check_training_inputs(conf: Mapping[str, Any] | None) -> dict[str, Any]:
     """Task ``check_inputs``: labels and features of the timeframe exist and hold the
     symbols asked for; fails with a reason code before any training starts."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from chaintrade.errors import DataValidationError
+    from chaintrade.labels import NEXT_OPEN_RETURN
 
     settings = get_settings()
     params = TrainingParams.from_mapping(conf)
@@ -321,6 +323,13 @@ def check_training_inputs(conf: Mapping[str, Any] | None) -> dict[str, Any]:
         raise DataValidationError(
             f"no labels for {params.timeframe} in {labels_dir}: run chaintrade_features first",
             counts={"missing_labels": 1},
+        )
+    columns = pq.ParquetDataset(labels_dir).schema.names
+    if NEXT_OPEN_RETURN not in columns:
+        raise DataValidationError(
+            f"the labels in {labels_dir} have no {NEXT_OPEN_RETURN} (built before the backtest "
+            "filled at the next open): run chaintrade_features again to rebuild them",
+            counts={"missing_columns": 1},
         )
     symbols = sorted(pd.read_parquet(labels_dir, columns=["symbol"])["symbol"].astype(str).unique())
     unknown = sorted(set(params.symbols) - set(symbols))

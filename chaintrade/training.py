@@ -1,7 +1,9 @@
 """Train the direction ensemble honestly: point-in-time data from Feast, purged and embargoed
 walk-forward splits, a leak check, XGBoost members weighted by validation skill, metrics and a
-cost-aware backtest beside baselines, everything logged to MLflow; the new version becomes
-``challenger`` and only the promotion gate (:mod:`chaintrade.registry`) makes it ``champion``.
+cost-aware backtest beside baselines (filled at the next bar's open, as the agent trades — the
+one backtest :mod:`live_agent.parity` holds equal to paper trading), everything logged to
+MLflow; the new version becomes ``challenger`` and only the promotion gate
+(:mod:`chaintrade.registry`) makes it ``champion``.
 
 Heavy libraries (xgboost, mlflow, matplotlib) are imported inside functions.
 """
@@ -25,6 +27,7 @@ from chaintrade.ensemble import Ensemble, Member, MemberSpec, confidence_from_au
 from chaintrade.errors import DataValidationError, FatalError
 from chaintrade.evaluation import BacktestResult, Costs, Evaluation, Rule, evaluate
 from chaintrade.features import feature_columns
+from chaintrade.labels import NEXT_OPEN_RETURN
 from chaintrade.settings import Settings
 
 EXPERIMENT = "chaintrade-direction"
@@ -102,13 +105,6 @@ def add_label_end(frame: pd.DataFrame, horizon_bars: int, timeframe: str) -> pd.
         minutes=horizon_bars * Timeframe[timeframe].minutes
     )
     out["label_end"] = ahead.fillna(fallback)
-    return out
-
-
-def add_next_return(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """``next_return``: the log return of the bar after each row (what a position held earns)."""
-    out = frame.sort_values(["symbol", "event_timestamp"]).copy()
-    out["next_return"] = out.groupby("symbol")[f"ret_1_{timeframe}"].shift(-1).fillna(0.0)
     return out
 
 
@@ -244,9 +240,13 @@ def fit_ensemble(frame: pd.DataFrame, config: TrainConfig) -> TrainedEnsemble:
     """Split, check for leaks, fit every member, evaluate on validation and test."""
     from chaintrade.evaluation import classification_metrics
 
-    frame = add_next_return(
-        add_label_end(frame, config.horizon_bars, config.timeframe), config.timeframe
-    )
+    if NEXT_OPEN_RETURN not in frame:
+        raise DataValidationError(
+            f"the training frame has no {NEXT_OPEN_RETURN} (the backtest's fill at the next "
+            "bar's open); rebuild the labels (spark_jobs/build_features.py)",
+            counts={"missing_columns": 1},
+        )
+    frame = add_label_end(frame, config.horizon_bars, config.timeframe)
     splits = walk_forward_split(frame, fractions=config.fractions, embargo=config.embargo)
     for name, part in asdict(splits).items():
         if len(part) < config.min_rows // 5:
@@ -288,11 +288,12 @@ def fit_ensemble(frame: pd.DataFrame, config: TrainConfig) -> TrainedEnsemble:
 def score(
     ensemble: Ensemble, frame: pd.DataFrame, config: TrainConfig
 ) -> tuple[Evaluation, BacktestResult]:
-    """Metrics and backtest of ``ensemble`` on ``frame`` (which carries next_return)."""
+    """Metrics and backtest of ``ensemble`` on ``frame``: the decision of each row's bar is
+    filled at the next bar's open, as the agent trades (the labels' ``next_open_return``)."""
     return evaluate(
         frame[LABEL].to_numpy(),
         ensemble.predict(frame),
-        frame["next_return"].to_numpy(),
+        frame[NEXT_OPEN_RETURN].to_numpy(dtype=np.float64),
         frame["symbol"].to_numpy(),
         frame["event_timestamp"].to_numpy(),
         timeframe=config.timeframe,
@@ -318,8 +319,14 @@ def build_training_set(
     labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     if config.symbols:
         labels = labels[labels["symbol"].isin(config.symbols)]
+    if NEXT_OPEN_RETURN not in labels:
+        raise DataValidationError(
+            f"the labels of {config.timeframe} have no {NEXT_OPEN_RETURN}: they were built by "
+            "an older job; rebuild them (chaintrade_features DAG or spark_jobs/build_features.py)",
+            counts={"missing_columns": 1},
+        )
     entity_df = labels_before(labels, cutoff, config.horizon_bars)[
-        ["symbol", "event_timestamp", LABEL, "forward_return"]
+        ["symbol", "event_timestamp", LABEL, "forward_return", NEXT_OPEN_RETURN]
     ].reset_index(drop=True)
     frame = feature_store.training_frame(settings, entity_df)
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
@@ -420,6 +427,7 @@ def log_ensemble(
                 "cutoff": pd.Timestamp(cutoff).isoformat(),
                 "members": ",".join(m.spec.name for m in ensemble.members),
                 "costs_bps": json.dumps(asdict(config.costs)),
+                "backtest_fill": "next_open",
                 "rule": json.dumps(asdict(config.rule)),
                 "leak_auc_limit": config.leak_auc_limit,
                 "symbols": ",".join(config.symbols) or "all",

@@ -1,5 +1,7 @@
 """Paper = backtest: the same signal replayed through the agent and the simulator, and through
-the signal backtest of the training work (:func:`chaintrade.evaluation.backtest`), trade by trade.
+the signal backtest of the training work (:func:`chaintrade.evaluation.strategy_backtest`, what
+:func:`chaintrade.training.score` runs for the MLflow metrics and the promotion gate), trade by
+trade.
 
 Conventions both sides share (each is explicit, so a difference means a bug, not a definition):
 
@@ -10,8 +12,9 @@ Conventions both sides share (each is explicit, so a difference means a bug, not
   ``buy_threshold``/``sell_threshold``/``close_band``, ``min_confidence`` 0). A BUY while short
   (SELL while long) reverses: the agent closes the short and opens the long in the same chain.
 * **Fill.** At the next bar's open: the simulator quotes the open of the forming bar; the
-  backtest earns :func:`~chaintrade.evaluation.next_open_returns`. The last bar's decision has
-  no next open and is dropped on both sides (the simulator's market is closed there).
+  backtest earns the labels' ``next_open_return`` (:func:`chaintrade.labels.next_open_returns`,
+  the column training reads). The last bar's decision has no next open and is dropped on both
+  sides (the simulator's market is closed there).
 * **Costs.** Zero: spread 0 in the replayed bars, no slippage, ``Costs(0, 0, 0)``.
 * **Sizing and stops.** A fixed lot (the backtest's unit position); no SL/TP, no ATR sizing;
   protections, rate limit, spread and position caps set wide so that risk never denies.
@@ -32,8 +35,8 @@ import pandas as pd
 
 from chaintrade.chain import ChainContext, StepTrace
 from chaintrade.errors import FatalError
-from chaintrade.evaluation import Costs, Rule, backtest, next_open_returns, round_trips
-from chaintrade.evaluation import positions_from_strength as backtest_positions
+from chaintrade.evaluation import Costs, Rule, strategy_backtest
+from chaintrade.labels import next_open_returns
 from chaintrade.schemas import BarIn, Prediction
 from live_agent import mt5_constants as c
 from live_agent.agent import Agent
@@ -185,50 +188,63 @@ def paper_vs_backtest(
     agent.run_replay(symbols, n_bars=len(frame))
     paper = _paper_trades(sim, settings.magic)
 
+    seconds = pd.DatetimeIndex(pd.to_datetime(frame["time"], utc=True)).as_unit("s").asi8
+    last = frame["symbol"].ne(frame["symbol"].shift(-1)).to_numpy()
+    strength[last] = np.nan  # no next open for the last bar's decision
+    result = strategy_backtest(
+        strength,
+        next_open_returns(frame).to_numpy(),
+        frame["symbol"].astype(str).to_numpy(),
+        seconds,
+        costs=Costs(0.0, 0.0, 0.0),
+        rule=rule,
+        bars_per_year=1,
+    )
+
     out: list[TradeDiff] = []
-    bt_total = bt_open = paper_open = 0
+    bt_open = paper_open = 0
     mismatches: list[str] = []
     for symbol in symbols:
         rows = frame[frame["symbol"] == symbol]
         times = pd.DatetimeIndex(pd.to_datetime(rows["time"], utc=True))
-        seconds = times.as_unit("s").asi8
-        sym_strength = strength[rows.index].copy()
-        sym_strength[-1] = np.nan  # no next open for the last bar's decision
-        positions = backtest_positions(sym_strength, rule)
-        returns = next_open_returns(rows["open"].to_numpy(), rows["symbol"].to_numpy(), seconds)
-        result = backtest(positions, returns, costs=Costs(0.0, 0.0, 0.0), bars_per_year=1)
-        trips = round_trips(positions)
-        closed = [t for t in trips if t[1] < len(positions)]
-        bt_total += len(trips)
+        sym_seconds = seconds[rows.index]
+        trips = [t for t in result.trades if t.symbol == symbol]
+        closed = [t for t in trips if t.closed]
         bt_open += len(trips) - len(closed)
         mine = [p for p in paper if p.symbol == symbol]
         paper_open += sum(1 for p in mine if p.exit_s is None)
         mine = [p for p in mine if p.exit_s is not None]
         spec = specs[symbol]
 
-        def decided(fill_s: int, seconds: np.ndarray = seconds) -> int:
-            """The decision bar of a fill: the bar before the one whose open it filled at."""
-            return int(np.searchsorted(seconds, fill_s, side="right")) - 2
+        def bar(at_s: int, sym_seconds: np.ndarray = sym_seconds) -> int:
+            """The row of the bar that opens at ``at_s``."""
+            return int(np.searchsorted(sym_seconds, at_s))
 
-        for k, (start, end, side) in enumerate(closed):
+        def decided(fill_s: int, sym_seconds: np.ndarray = sym_seconds) -> int:
+            """The decision bar of a fill: the bar before the one whose open it filled at."""
+            return int(np.searchsorted(sym_seconds, fill_s, side="right")) - 2
+
+        for k, trade in enumerate(closed):
+            assert trade.exit_time is not None
+            start, end = bar(trade.entry_time), bar(trade.exit_time)
             if k >= len(mine):
                 mismatches.append(f"{symbol}: backtest trade at {times[start]} has no paper trade")
                 continue
             p = mine[k]
             assert p.exit_s is not None and p.exit_price is not None
             paper_span = (p.side, decided(p.entry_s), decided(p.exit_s))
-            if paper_span != (int(side), start, end):
+            if paper_span != (trade.side, start, end):
                 mismatches.append(
-                    f"{symbol}: trade {k}: backtest {(int(side), start, end)}, paper {paper_span}"
+                    f"{symbol}: trade {k}: backtest {(trade.side, start, end)}, paper {paper_span}"
                 )
-            bt_log = float(np.sum(result.returns[start:end]))
             units = p.volume * spec.contract_size
             entry_price = float(rows["open"].iloc[start + 1])
+            side, bt_log = trade.side, trade.log_return
             bt_pnl = side * entry_price * (math.exp(side * bt_log) - 1.0) * units
             out.append(
                 TradeDiff(
                     symbol,
-                    int(side),
+                    side,
                     times[start].to_pydatetime(),
                     times[end].to_pydatetime(),
                     bt_log * 1e4,
@@ -239,6 +255,7 @@ def paper_vs_backtest(
             )
         if len(mine) > len(closed):
             mismatches.append(f"{symbol}: {len(mine) - len(closed)} extra paper trades")
+    bt_total = len(result.trades)
     return ParityReport(
         tuple(out),
         bt_total,

@@ -17,6 +17,7 @@ Output (partitioned Parquet, UTC microsecond timestamps, ``symbol`` a flat colum
     <out>/bar_features/timeframe=<TF>/part-*.parquet   symbol, time, event_timestamp, {f}_<TF>
     <out>/bar_labels/timeframe=<TF>/part-*.parquet     symbol, time, event_timestamp,
                                                        forward_return, label,
+                                                       next_open_return,
                                                        tb_label, tb_return, tb_bars
 
     spark-submit spark_jobs/build_features.py --bars var/lake/bars --out var/offline \\
@@ -39,7 +40,7 @@ from pyspark.sql import types as T
 
 from chaintrade.domain import BAR_FRAME_COLUMNS
 from chaintrade.features import LOOKBACK_BARS, compute_features, feature_columns, to_timeframe
-from chaintrade.labels import all_labels, horizon_to_bars
+from chaintrade.labels import NEXT_OPEN_RETURN, all_labels, horizon_to_bars
 
 FEATURES_TABLE = "bar_features"
 LABELS_TABLE = "bar_labels"
@@ -57,7 +58,9 @@ class LabelParams:
 
     @property
     def future_bars(self) -> int:
-        return max(self.horizon_bars, self.max_bars)
+        """Bars after a chunk its labels read: the horizon, the time limit, and the two bars
+        of ``next_open_return`` (open of t + 1 and t + 2)."""
+        return max(self.horizon_bars, self.max_bars, 2)
 
 
 def _as_bars(pdf: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +87,7 @@ LABELS_SCHEMA = T.StructType(
         T.StructField("event_timestamp", T.TimestampType(), False),
         T.StructField("forward_return", T.DoubleType(), False),
         T.StructField("label", T.LongType(), False),
+        T.StructField(NEXT_OPEN_RETURN, T.DoubleType(), True),
         T.StructField("tb_label", T.LongType(), True),
         T.StructField("tb_return", T.DoubleType(), True),
         T.StructField("tb_bars", T.LongType(), True),

@@ -187,6 +187,23 @@ def test_training_inputs_refuse_an_unknown_symbol_with_a_reason(
         get_settings.cache_clear()
 
 
+def test_training_inputs_refuse_labels_built_before_the_next_open_fill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels_dir = tmp_path / "offline" / "bar_labels" / "timeframe=H1"
+    labels_dir.mkdir(parents=True)
+    old = pd.DataFrame({"symbol": ["EURUSD"], "forward_return": [0.001], "label": [1]})
+    old.to_parquet(labels_dir / "part-0.parquet")
+    monkeypatch.setenv("CHAINTRADE_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(DataValidationError, match="run chaintrade_features") as refused:
+            check_training_inputs({"symbols": ["EURUSD"]})
+        assert refused.value.counts == {"missing_columns": 1}
+    finally:
+        get_settings.cache_clear()
+
+
 def test_feedback_dag_triggers_training_only_when_live_accuracy_degrades(
     platform: Platform, trained: dict[str, Any]
 ) -> None:

@@ -37,6 +37,7 @@ def signal_frame(n: int = 3000, seed: int = 1, shuffle_labels: bool = False) -> 
     frame["event_timestamp"] = pd.date_range("2023-01-02", periods=n, freq="h", tz="UTC")
     frame["label"] = rng.permutation(label) if shuffle_labels else label
     frame["forward_return"] = returns
+    frame["next_open_return"] = returns  # what the backtest earns: the agent's next-open fill
     return frame
 
 
@@ -78,9 +79,9 @@ def test_gate_promotes_better_and_refuses_worse(settings: Settings) -> None:
 
 
 def _train_window() -> pd.DataFrame:
-    from chaintrade.training import add_label_end, add_next_return
+    from chaintrade.training import add_label_end
 
-    return add_next_return(add_label_end(signal_frame(seed=9), 1, "H1"), "H1")
+    return add_label_end(signal_frame(seed=9), 1, "H1")
 
 
 def test_ensemble_run_has_children_plots_and_a_loadable_model(settings: Settings) -> None:

@@ -90,6 +90,9 @@ def test_chunks_with_warmup_overlap_equal_the_full_history_within_1e_9(
     )
     assert len(merged) == len(labels)
     np.testing.assert_allclose(merged["forward_return"], merged["forward_return_spark"], atol=0)
+    np.testing.assert_allclose(
+        merged["next_open_return"], merged["next_open_return_spark"], rtol=0, atol=0
+    )
     assert (merged["tb_label"].fillna(9) == merged["tb_label_spark"].fillna(9)).all()
 
 
@@ -119,6 +122,22 @@ def test_spark_labels_equal_in_process_labels(spark: SparkSession, bars: pd.Data
     want = want.sort_values(["symbol", "time"]).reset_index(drop=True)
     assert (got["label"].to_numpy() == want["label"].to_numpy()).all()
     np.testing.assert_allclose(got["forward_return"], want["forward_return"], rtol=0, atol=0)
+    np.testing.assert_allclose(got["next_open_return"], want["next_open_return"], rtol=0, atol=0)
+
+
+def test_chunks_read_the_two_opens_after_them_for_the_next_open_return(
+    spark: SparkSession,
+) -> None:
+    """A one-bar horizon and time limit still give each chunk the two bars after it that
+    ``next_open_return`` reads (open of t + 1 and t + 2); NaN only at the very end."""
+    bars = synthetic_bars("EURUSD", timeframe="M5", start="2024-01-02", n=600, seed=4)
+    assert LabelParams(horizon_bars=1, max_bars=1).future_bars == 2
+    spark_labels = transform_labels(spark.createDataFrame(bars), "M5", 1, chunk_bars=40, max_bars=1)
+    want = direction_labels(bars, horizon_bars=1)
+    got = spark_labels.toPandas().sort_values("time").reset_index(drop=True)
+    assert len(got) == len(want) == len(bars) - 1
+    assert got["next_open_return"].isna().sum() == 1  # the last label: no bar t + 2 yet
+    np.testing.assert_allclose(got["next_open_return"], want["next_open_return"], rtol=0, atol=0)
 
 
 def test_job_writes_utc_micros_parquet_partitioned_by_timeframe(tmp_path: Path) -> None:
@@ -152,7 +171,7 @@ def test_job_writes_utc_micros_parquet_partitioned_by_timeframe(tmp_path: Path) 
     assert (features["event_timestamp"] - features["time"] == pd.Timedelta(hours=1)).all()
     labels = pd.read_parquet(tmp_path / "offline" / "bar_labels" / "timeframe=H1")
     assert list(labels.columns) == [
-        "symbol", "time", "event_timestamp", "forward_return", "label",
+        "symbol", "time", "event_timestamp", "forward_return", "label", "next_open_return",
         "tb_label", "tb_return", "tb_bars",
     ]  # fmt: skip
     assert len(labels) == len(h1) - 2

@@ -14,6 +14,7 @@ from chaintrade.evaluation import (
     evaluate,
     positions_from_strength,
     sharpe,
+    strategy_backtest,
 )
 
 
@@ -65,3 +66,30 @@ def test_baselines_beside_the_strategy() -> None:
     assert ev.strategy["sharpe"] > 10 > ev.baselines["random"]["sharpe"]
     assert ev.baselines["flat"]["total_return"] == 0.0
     assert ev.baselines["buy_and_hold"]["total_return"] == pytest.approx(returns.sum())
+
+
+def test_strategy_backtest_keeps_the_rule_per_symbol_and_lists_its_trades() -> None:
+    """Rows of two symbols interleaved: the rule's state and the trades stay per symbol, a NaN
+    strength (no prediction) holds, a NaN return (no next bar yet) earns 0."""
+    symbols = np.array(["B", "A", "B", "A", "B", "A", "A"])
+    times = np.array([1, 1, 2, 2, 3, 3, 4])
+    strength = np.array([-0.8, 0.9, np.nan, 0.5, 0.1, -0.9, -0.5])
+    returns = np.array([0.002, 0.001, 0.003, 0.004, 0.005, -0.002, np.nan])
+    result = strategy_backtest(
+        strength,
+        returns,
+        symbols,
+        times,
+        costs=Costs(spread_bps=2.0, commission_bps=0.0, slippage_bps=0.0),  # 1 bp per unit
+        rule=Rule(),
+        bars_per_year=100,
+    )
+    # B: short at 1, held through the NaN strength at 2, closed at 3 (|0.1| < 0.3)
+    # A: long at 1 and 2, reversed to short at 3 (2 units), still short at 4 (return unknown)
+    trades = [(t.symbol, t.side, t.entry_time, t.exit_time) for t in result.trades]
+    assert trades == [("B", -1, 1, 3), ("A", 1, 1, 3), ("A", -1, 3, None)]
+    pnl = [t.log_return for t in result.trades]
+    np.testing.assert_allclose(pnl, [-0.002 - 0.003 - 1e-4, 0.001 + 0.004 - 1e-4, 0.002 - 2e-4])
+    assert result.stats["trades"] == 3
+    assert result.stats["hit_rate"] == pytest.approx(2 / 3)
+    assert [t.closed for t in result.trades] == [True, True, False]

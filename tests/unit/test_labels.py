@@ -10,9 +10,11 @@ import pytest
 from chaintrade.features import compute_features
 from chaintrade.labels import (
     DEFAULT_HORIZON,
+    LABEL_COLUMNS,
     all_labels,
     direction_labels,
     horizon_to_bars,
+    next_open_returns,
     triple_barrier_labels,
 )
 from chaintrade.market_data import synthetic_bars
@@ -40,7 +42,9 @@ def test_one_bar_ahead_labels_on_a_hand_made_series() -> None:
     bars = pd.concat([_bars("AAA", [1.0, 2.0, 1.0, 1.0, 4.0]), _bars("BBB", [3.0, 1.0, 1.5])])
     labels = direction_labels(bars, horizon_bars=1)
 
-    assert list(labels.columns) == ["symbol", "time", "event_timestamp", "forward_return", "label"]
+    assert list(labels.columns) == [
+        "symbol", "time", "event_timestamp", "forward_return", "label", "next_open_return",
+    ]  # fmt: skip
     # the last bar of each symbol has no future: 4 + 2 rows remain
     assert list(labels["symbol"]) == ["AAA"] * 4 + ["BBB"] * 2
     np.testing.assert_allclose(
@@ -58,6 +62,48 @@ def test_one_bar_ahead_labels_on_a_hand_made_series() -> None:
     ]
 
 
+def test_next_open_return_is_the_agents_fill_from_the_next_open_to_the_one_after() -> None:
+    """A decision at the close of bar t fills at open[t + 1] and is held to open[t + 2]; the
+    close (and a weekend gap between close and open) plays no part."""
+    aaa = _bars("AAA", [10.0, 11.0, 12.0, 13.0, 14.0])
+    aaa["open"] = [1.0, 2.0, 4.0, 3.0, 6.0]
+    bbb = _bars("BBB", [5.0, 5.0, 5.0])
+    bbb["open"] = [1.0, 1.0, 0.5]
+    bars = pd.concat([bbb, aaa.iloc[::-1]], ignore_index=True)  # any row order
+
+    earned = next_open_returns(bars)
+    assert earned.index.equals(bars.index)
+    # rows 0..2: BBB in time order; rows 3..7: AAA from its last bar to its first
+    np.testing.assert_allclose(
+        earned.to_numpy(),
+        [
+            math.log(0.5),
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            math.log(2.0),
+            math.log(0.75),
+            math.log(2.0),
+        ],
+        rtol=0,
+        atol=1e-15,
+    )
+
+    labels = direction_labels(bars, horizon_bars=1)  # the column the training backtest reads
+    assert list(labels["symbol"]) == ["AAA"] * 4 + ["BBB"] * 2
+    np.testing.assert_allclose(
+        labels["next_open_return"],
+        [math.log(2.0), math.log(0.75), math.log(2.0), np.nan, math.log(0.5), np.nan],
+        rtol=0,
+        atol=1e-15,
+    )
+    # the label itself still looks at the close
+    np.testing.assert_allclose(labels["forward_return"].iloc[0], math.log(11.0 / 10.0))
+    with pytest.raises(ValueError, match="open"):
+        direction_labels(bars.drop(columns="open"), horizon_bars=1)
+
+
 def test_longer_horizon_drops_the_last_h_bars_per_symbol() -> None:
     bars = pd.concat([_bars("BBB", [3.0, 1.0, 1.5]), _bars("AAA", [1.0, 2.0, 1.0, 1.0, 4.0])])
     labels = direction_labels(bars, horizon_bars=2)
@@ -72,7 +118,7 @@ def test_longer_horizon_drops_the_last_h_bars_per_symbol() -> None:
 def test_a_symbol_shorter_than_the_horizon_gets_no_labels() -> None:
     labels = direction_labels(_bars("AAA", [1.0, 2.0]), horizon_bars=2)
     assert labels.empty
-    assert list(labels.columns) == ["symbol", "time", "event_timestamp", "forward_return", "label"]
+    assert list(labels.columns) == list(LABEL_COLUMNS)
 
 
 def test_horizon_must_be_positive() -> None:
@@ -163,7 +209,7 @@ def test_all_labels_joins_direction_and_barrier_columns() -> None:
     bars = synthetic_bars("EURUSD", timeframe="M1", start="2024-01-01", n=200, seed=2)
     labels = all_labels(bars, max_bars=20)
     assert list(labels.columns) == [
-        "symbol", "time", "event_timestamp", "forward_return", "label",
+        "symbol", "time", "event_timestamp", "forward_return", "label", "next_open_return",
         "tb_label", "tb_return", "tb_bars",
     ]  # fmt: skip
     assert len(labels) == 200 - 15  # default horizon: 15 M1 bars

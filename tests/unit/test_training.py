@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from chaintrade.errors import DataValidationError
+from chaintrade.evaluation import Costs, Rule, positions_from_strength
 from chaintrade.features import compute_features, feature_columns
 from chaintrade.labels import direction_labels
 from chaintrade.market_data import synthetic_bars
@@ -16,6 +20,7 @@ from chaintrade.training import (
     fit_ensemble,
     leak_check,
     rolling_windows,
+    score,
     walk_forward_split,
 )
 
@@ -75,3 +80,26 @@ def test_a_planted_future_leak_is_flagged_and_training_refuses(frame: pd.DataFra
     assert list(flagged) == ["ret_1_H1"] and flagged["ret_1_H1"] > 0.8
     with pytest.raises(LeakageSuspected, match="ret_1_H1"):
         fit_ensemble(leaky, TrainConfig(horizon_bars=3))
+
+
+def test_the_training_backtest_fills_at_the_next_open(frame: pd.DataFrame) -> None:
+    """score() earns each row's next_open_return (open of t+1 to open of t+2), not the
+    close-to-close return of the bar after; a frame without the column is refused."""
+    config = TrainConfig(
+        horizon_bars=3, num_boost_round=20, early_stopping_rounds=5, costs=Costs(0, 0, 0)
+    )
+    trained = fit_ensemble(frame, config)
+    test = trained.splits.test.sort_values("event_timestamp").reset_index(drop=True)
+    strength = 2.0 * trained.ensemble.predict(test) - 1.0
+    buy, band = np.quantile(np.abs(strength), [0.7, 0.3])
+    rule = Rule(buy=float(buy), sell=-float(buy), close_band=float(band))
+    _, result = score(trained.ensemble, test, replace(config, rule=rule))
+
+    positions = positions_from_strength(strength, rule)
+    assert 0 < np.abs(positions).sum() < len(positions)
+    earned = test["next_open_return"].fillna(0.0).to_numpy()
+    np.testing.assert_allclose(result.returns, positions * earned, rtol=0, atol=1e-15)
+    close_to_close = test["ret_1_H1"].shift(-1).fillna(0.0).to_numpy()
+    assert np.abs(result.returns - positions * close_to_close).max() > 1e-5
+    with pytest.raises(DataValidationError, match="next_open_return"):
+        fit_ensemble(frame.drop(columns="next_open_return"), config)
