@@ -216,17 +216,8 @@ class _DependencyTimer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        elapsed = round((_perf_ns() - self._started) / 1e6, 4)
-        if exc_type is None:
-            status, error = "ok", None
-        elif issubclass(exc_type, TimeoutError):
-            status, error = "timeout", repr(exc)
-        elif issubclass(exc_type, Exception):
-            status, error = "error", repr(exc)
-        else:  # KeyboardInterrupt, SystemExit, GeneratorExit: not a failed call
-            return
-        self._trace.dependencies.append(
-            Dependency(self._target, self._endpoint, self._attempt, elapsed, status, error)
+        self._trace.record_dependency(
+            self._target, self._endpoint, self._started, self._attempt, exc
         )
 
 
@@ -266,6 +257,28 @@ class StepTrace:
     def dependency(self, target: str, endpoint: str, attempt: int = 1) -> _DependencyTimer:
         """Time a call to another system; an exception marks it as an error and propagates."""
         return _DependencyTimer(self, target, endpoint, attempt)
+
+    def record_dependency(
+        self,
+        target: str,
+        endpoint: str,
+        started_ns: int,
+        attempt: int = 1,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Record a call that started at ``started_ns`` (``time.perf_counter_ns()``) and ends
+        now, failed when ``exc`` is given: what :meth:`dependency` records, for callers that
+        time a call themselves (a hot path that cannot afford a context manager per call)."""
+        elapsed = round((_perf_ns() - started_ns) / 1e6, 4)
+        if exc is None:
+            status, error = "ok", None
+        elif isinstance(exc, TimeoutError):
+            status, error = "timeout", repr(exc)
+        elif isinstance(exc, Exception):
+            status, error = "error", repr(exc)
+        else:  # KeyboardInterrupt, SystemExit, GeneratorExit: not a failed call
+            return
+        self.dependencies.append(Dependency(target, endpoint, attempt, elapsed, status, error))
 
     def __enter__(self) -> StepTrace:
         self._started_ns = _time_ns()
@@ -336,7 +349,7 @@ class ChainContext:
         self.request_id = request_id or new_id()
         self.source_service = source_service
         self.user_id = user_id
-        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.metadata: dict[str, Any] = dict(metadata) if metadata else {}
         self.records: list[Record] = []  # every step traced here, in the order they ended
         emit_record = getattr(sink, "emit_record", None)
         self.emit_record: Callable[[Record], None] = (

@@ -5,7 +5,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from chaintrade.chain import ChainContext, EventSink, StepTrace
 from chaintrade.domain import Action
 from chaintrade.errors import ConfigError, FatalError, ServiceUnavailable
 from chaintrade.schemas import BarIn, Prediction
-from chaintrade.validation import bar_reason, tick_reason
+from chaintrade.validation import TickGuard, bar_reason
 from live_agent import mt5_constants as c
 from live_agent.breaker import CircuitBreaker
 from live_agent.decision import Decision, DecisionRule, decide
@@ -154,6 +154,8 @@ class Agent:
         self._sink = sink
         self._settings = settings
         self._timeframe = settings.mt5_timeframe
+        self._mt5_timeframe = int(self._timeframe)
+        self._bar_length = timedelta(minutes=self._timeframe.minutes)
         self._server_zone = ZoneInfo(settings.server_timezone)
         self._rule = DecisionRule(
             buy_threshold=settings.buy_threshold,
@@ -200,6 +202,7 @@ class Agent:
         )
         self.ticks_accepted: Counter[str] = Counter()
         self._last_tick: dict[str, dict[str, Any]] = {}  # the last accepted tick per symbol
+        self.tick_guard = TickGuard()
         self._tick_cursor: dict[str, tuple[int, int]] = {}  # (from second, ticks consumed)
         self.breaker = breaker or CircuitBreaker(
             settings.breaker_failures, settings.breaker_reset_s
@@ -275,12 +278,10 @@ class Agent:
 
     def _reconcile(self, trace: StepTrace) -> ReconcileReport:
         magic = self._settings.magic
-        call = self._calls(trace)
-        positions = call("positions_get", self._terminal.positions_get)
-        orders = call("orders_get", self._terminal.orders_get)
-        deals = call(
-            "history_deals_get", self._terminal.history_deals_get, HISTORY_FROM, HISTORY_TO
-        )
+        call, t = self._call, self._terminal
+        positions = call(trace, "positions_get", t.positions_get)
+        orders = call(trace, "orders_get", t.orders_get)
+        deals = call(trace, "history_deals_get", t.history_deals_get, HISTORY_FROM, HISTORY_TO)
         if positions is None or orders is None or deals is None:
             return ReconcileReport(False, "terminal_unavailable")
         resolved, unresolved = self.executor.recover(trace)
@@ -302,25 +303,23 @@ class Agent:
             self.reconcile()
         started_chain = time.perf_counter()
         chain = ChainContext(self._sink, source_service="live_agent")
-        base = BarOutcome(symbol=symbol, chain_id=chain.chain_id)
 
         try:
             with chain.step("collector", "copy_rates_from_pos") as trace:
                 rates = self._collect(symbol, trace)
         except ServiceUnavailable as exc:
             self._on_terminal_failure()
-            return replace(base, error=f"collector:{exc.reason}")
-        current = _bar_dict(rates[-1], symbol, self._settings.timeframe)
+            return BarOutcome(symbol, chain.chain_id, error=f"collector:{exc.reason}")
+        current = _bar_dict(rates, -1, symbol, self._settings.timeframe)
         bar_s = int(current["time"])
         self._last_seen[symbol] = bar_s
         bar_time = datetime.fromtimestamp(bar_s, UTC)
-        now = bar_time + timedelta(minutes=self._timeframe.minutes)
-        base = replace(base, bar_time=bar_time)
+        now = bar_time + self._bar_length
 
         with chain.step("validator") as trace:
             previous = self._last_bar.get(symbol)
             if previous is None and len(rates) >= 2:
-                previous = _bar_dict(rates[-2], symbol, self._settings.timeframe)
+                previous = _bar_dict(rates, -2, symbol, self._settings.timeframe)
             rejected = bar_reason(current, previous)
             trace.metadata.update(
                 symbol=symbol,
@@ -329,7 +328,7 @@ class Agent:
                 reason=rejected,
             )
         if rejected is not None:
-            return replace(base, bar_rejected=rejected)
+            return BarOutcome(symbol, chain.chain_id, bar_time, bar_rejected=rejected)
         self._last_bar[symbol] = current
         atr = _atr(rates, self._settings.atr_period)
         if atr is not None:
@@ -424,8 +423,10 @@ class Agent:
                 ]
             )
 
-        return replace(
-            base,
+        return BarOutcome(
+            symbol,
+            chain.chain_id,
+            bar_time,
             error=error,
             prediction=prediction,
             prediction_latency_ms=latency,
@@ -467,7 +468,7 @@ class Agent:
 
     def has_new_bar(self, symbol: str) -> bool:
         """Whether a bar of ``symbol`` closed since the last chain (the poll of a live loop)."""
-        rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, 1)
+        rates = self._terminal.copy_rates_from_pos(symbol, self._mt5_timeframe, 1, 1)
         if rates is None or len(rates) == 0:
             return True  # let the collector step record why the terminal gave nothing
         last = self._last_seen.get(symbol)
@@ -481,7 +482,8 @@ class Agent:
 
     def collect_ticks(self, symbol: str) -> TickBatch:
         """Fetch the ticks of ``symbol`` since the last poll and validate each one
-        (:func:`~chaintrade.validation.tick_reason` against the last accepted tick): good ticks
+        (:class:`~chaintrade.validation.TickGuard`: row rules, order, duplicates, spikes and
+        stale quotes, the answers ``validate_ticks`` gives on the same stream): good ticks
         become the latest quote, bad ones go to the tick quarantine with their reason.
 
         A cursor ``(second, consumed)`` remembers how many ticks ``copy_ticks_from(second)``
@@ -491,7 +493,7 @@ class Agent:
         """
         cursor = self._tick_cursor.get(symbol)
         if cursor is None:
-            rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, 1)
+            rates = self._terminal.copy_rates_from_pos(symbol, self._mt5_timeframe, 1, 1)
             if rates is None or len(rates) == 0:
                 return TickBatch(symbol, error="ticks:mt5_no_bars")
             cursor = (int(rates["time"][-1]), 0)
@@ -513,7 +515,7 @@ class Agent:
         rejected: list[tuple[dict[str, Any], str]] = []
         for record in fresh:
             tick = self._tick_dict(record, symbol)
-            reason = tick_reason(tick, previous)
+            reason = self.tick_guard.check(tick)
             if reason is None:
                 previous = tick
                 accepted += 1
@@ -560,7 +562,7 @@ class Agent:
         """The last closed bars (``atr_period + 1``, MT5 rate records, oldest first)."""
         count = max(2, self._settings.atr_period + 1)
         with trace.dependency("mt5", "copy_rates_from_pos"):
-            rates = self._terminal.copy_rates_from_pos(symbol, int(self._timeframe), 1, count)
+            rates = self._terminal.copy_rates_from_pos(symbol, self._mt5_timeframe, 1, count)
             if rates is None or len(rates) == 0:
                 code, message = self._terminal.last_error()
                 raise ServiceUnavailable(
@@ -581,15 +583,12 @@ class Agent:
         wall = datetime.fromtimestamp(stamp, UTC).replace(tzinfo=self._server_zone)
         return int(wall.timestamp())
 
-    def _calls(self, trace: StepTrace) -> Any:
-        def call(endpoint: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            return traced_call(self._terminal, trace, endpoint, fn, *args, **kwargs)
-
-        return call
+    def _call(self, trace: StepTrace, endpoint: str, fn: Any, *args: Any) -> Any:
+        return traced_call(self._terminal, trace, endpoint, fn, *args)
 
     def _own_positions(self, trace: StepTrace) -> tuple[Any, ...] | None:
         """This magic's open positions (all symbols); None when the terminal did not answer."""
-        found = traced_call(self._terminal, trace, "positions_get", self._terminal.positions_get)
+        found = self._call(trace, "positions_get", self._terminal.positions_get)
         if found is None:
             return None
         return tuple(p for p in found if p.magic == self._settings.magic)
@@ -634,9 +633,8 @@ class Agent:
         SELL closes first (a reversal; their closing is judged as a CLOSE, so it happens even
         when the new position is denied, e.g. in REDUCING). ``all_own``: this magic's open
         positions, read in the decision step (None when the terminal did not answer)."""
-        call = self._calls(trace)
-        info = call("symbol_info", self._terminal.symbol_info, symbol)
-        account = call("account_info", self._terminal.account_info)
+        info = self._call(trace, "symbol_info", self._terminal.symbol_info, symbol)
+        account = self._call(trace, "account_info", self._terminal.account_info)
         equity = float(account.equity) if account is not None else None
         if equity is not None:
             self.risk.update_equity(equity, now)
@@ -645,7 +643,9 @@ class Agent:
         markets: dict[str, MarketView] = {}
         for sym in sorted({p.symbol for p in all_own or ()} | {symbol}):
             sym_info = (
-                info if sym == symbol else call("symbol_info", self._terminal.symbol_info, sym)
+                info
+                if sym == symbol
+                else self._call(trace, "symbol_info", self._terminal.symbol_info, sym)
             )
             view = self._market(sym_info, sym, Action.SELL)
             if view is not None:
@@ -667,12 +667,14 @@ class Agent:
                 if closing.approved:
                     reverse = opposite
                     kept = tuple(p for p in all_own if p not in opposite)
+        # the view of ``symbol`` above is priced at bid: the one for a SELL or CLOSE
+        market = self._market(info, symbol, action) if action == Action.BUY else markets.get(symbol)
         verdict = self.risk.evaluate(
             action,
             symbol,
             now=now,
             equity=equity,
-            market=self._market(info, symbol, action),
+            market=market,
             exposures=exposures_of(kept, markets) if kept is not None else None,
         )
         return verdict, info, reverse
@@ -765,9 +767,10 @@ _RATE_FIELDS = ("time", "open", "high", "low", "close", "tick_volume", "spread",
 _TICK_FIELDS = ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
 
 
-def _bar_dict(record: np.void, symbol: str, timeframe: str) -> dict[str, Any]:
-    """One MT5 rate record as the validator's bar mapping (time in epoch seconds)."""
-    bar: dict[str, Any] = dict(zip(_RATE_FIELDS, record.tolist(), strict=True))
+def _bar_dict(rates: np.ndarray, i: int, symbol: str, timeframe: str) -> dict[str, Any]:
+    """Rate record ``i`` of MT5 ``rates`` as the validator's bar mapping (time in epoch
+    seconds)."""
+    bar: dict[str, Any] = dict(zip(_RATE_FIELDS, rates.item(i), strict=True))
     bar["symbol"], bar["timeframe"] = symbol, timeframe
     return bar
 
@@ -796,11 +799,17 @@ def _atr(rates: np.ndarray, period: int) -> float | None:
     """Wilder's average true range over the closed bars (None with fewer than period + 1)."""
     if len(rates) < period + 1:
         return None
-    high, low, close = (rates[k].tolist() for k in ("high", "low", "close"))
-    tr = [
-        max(h - lo, abs(h - prev), abs(lo - prev))
-        for h, lo, prev in zip(high[1:], low[1:], close[:-1], strict=True)
-    ]
+    high, low, close = rates["high"].tolist(), rates["low"].tolist(), rates["close"].tolist()
+    tr = []
+    for h, lo, prev in zip(high[1:], low[1:], close[:-1], strict=True):
+        true_range = h - lo  # the max of the three, as max() picks it (NaN included)
+        gap = abs(h - prev)
+        if gap > true_range:
+            true_range = gap
+        gap = abs(lo - prev)
+        if gap > true_range:
+            true_range = gap
+        tr.append(true_range)
     atr = sum(tr[:period]) / period
     for value in tr[period:]:
         atr = (atr * (period - 1) + value) / period

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any, Literal
 
 from chaintrade.chain import StepTrace
@@ -248,18 +249,28 @@ def traced_call(
     *args: Any,
     **kw: Any,
 ) -> Any:
-    """A terminal call traced as an ``mt5`` dependency; ``None`` answers and errors give None."""
+    """A terminal call traced as an ``mt5`` dependency; ``None`` answers and errors give None.
+
+    Other exceptions are recorded and propagate (as with ``trace.dependency``)."""
+    started = perf_counter_ns()
     try:
-        with trace.dependency("mt5", endpoint):
-            try:
-                result = fn(*args, **kw)
-            except (OSError, EOFError, TimeoutError) as exc:  # bridges raise on lost links
-                raise ServiceUnavailable(f"{endpoint}: {exc!r}", reason="mt5_error") from exc
-            if result is None:
-                code, message = terminal.last_error()
-                raise ServiceUnavailable(f"{endpoint}: {code} {message}", reason="mt5_none")
-    except ServiceUnavailable:
+        try:
+            result = fn(*args, **kw)
+        except (OSError, EOFError, TimeoutError) as exc:  # bridges raise on lost links
+            lost = ServiceUnavailable(f"{endpoint}: {exc!r}", reason="mt5_error")
+            lost.__cause__ = exc
+            trace.record_dependency("mt5", endpoint, started, 1, lost)
+            return None
+        if result is None:
+            code, message = terminal.last_error()
+    except BaseException as exc:
+        trace.record_dependency("mt5", endpoint, started, 1, exc)
+        raise
+    if result is None:
+        none = ServiceUnavailable(f"{endpoint}: {code} {message}", reason="mt5_none")
+        trace.record_dependency("mt5", endpoint, started, 1, none)
         return None
+    trace.record_dependency("mt5", endpoint, started)
     return result
 
 
@@ -270,6 +281,31 @@ def filling_for(filling_mode_flags: int) -> int:
     if filling_mode_flags & c.SYMBOL_FILLING_IOC:
         return c.ORDER_FILLING_IOC
     return c.ORDER_FILLING_RETURN
+
+
+def _outcome(
+    intent: OrderIntent,
+    reason: str,
+    state: OrderState,
+    retcode: int | None,
+    policy: RetcodePolicy | None,
+    requested_price: float | None,
+    attempts: int,
+) -> OrderOutcome:
+    """An outcome that did not fill (yet)."""
+    return OrderOutcome(
+        intent.client_order_id,
+        intent.symbol,
+        intent.action,
+        intent.volume,
+        filled=False,
+        reason=reason,
+        retcode=retcode,
+        state=state,
+        policy=policy,
+        requested_price=requested_price,
+        attempts=attempts,
+    )
 
 
 class Executor:
@@ -327,9 +363,8 @@ class Executor:
         point, digits = float(info.point), int(info.digits)
         state = OrderState.CREATED
         self.journal.record(intent, state)
-        outcome = OrderOutcome(
-            intent.client_order_id, intent.symbol, intent.action, intent.volume, False, "not_sent"
-        )
+        # the outcome so far, as plain values (one OrderOutcome per return, no copies)
+        reason, retcode, policy, requested = "not_sent", None, None, None
         for attempt in range(1, self._requote_retries + 2):
             tick = self._call(
                 trace, "symbol_info_tick", self._terminal.symbol_info_tick, intent.symbol
@@ -337,7 +372,7 @@ class Executor:
             if tick is None:
                 state = transition(state, OrderState.CANCELED)
                 self.journal.record(intent, state, reason="no_quote")
-                return replace(outcome, reason="no_quote", state=state, attempts=attempt - 1)
+                return _outcome(intent, "no_quote", state, retcode, policy, requested, attempt - 1)
             price = float(tick.ask if is_buy else tick.bid)
             request["price"] = price
             sign = 1.0 if is_buy else -1.0
@@ -347,7 +382,7 @@ class Executor:
                 request["tp"] = round(price + sign * intent.tp_distance, digits)
             state = transition(state, OrderState.SUBMITTED)
             self.journal.record(intent, state, attempt=attempt, price=price)
-            outcome = replace(outcome, requested_price=price, attempts=attempt, state=state)
+            requested = price
             result = None
             try:
                 with trace.dependency("mt5", "order_send", attempt):
@@ -361,35 +396,42 @@ class Executor:
                             f"order_send gave no reply: {code} {message}", reason="no_reply"
                         )
             except ServiceUnavailable:
-                return self.resolve(trace, intent, state, outcome, "no_reply")
+                sent = _outcome(intent, reason, state, retcode, policy, requested, attempt)
+                return self.resolve(trace, intent, state, sent, "no_reply")
             retcode = int(result.retcode)
             policy = policy_for(retcode)
-            outcome = replace(outcome, retcode=retcode, policy=policy)
             if policy == RetcodePolicy.FILLED:
                 fill = float(result.price)
                 state = transition(state, OrderState.FILLED)
                 self.journal.record(intent, state, retcode=retcode, price=fill)
                 slip = (fill - price) * sign / point if point > 0 and fill else None
-                return replace(
-                    outcome,
+                return OrderOutcome(
+                    intent.client_order_id,
+                    intent.symbol,
+                    intent.action,
+                    intent.volume,
                     filled=True,
                     reason="filled",
+                    retcode=retcode,
                     price=fill,
                     position=intent.position or int(result.order),
                     state=state,
+                    policy=policy,
+                    requested_price=requested,
                     slippage_points=round(slip, 3) if slip is not None else None,
+                    attempts=attempt,
                 )
             if policy == RetcodePolicy.AMBIGUOUS:
-                return self.resolve(trace, intent, state, outcome, c.retcode_reason(retcode))
+                sent = _outcome(intent, reason, state, retcode, policy, requested, attempt)
+                return self.resolve(trace, intent, state, sent, c.retcode_reason(retcode))
             reason = c.retcode_reason(retcode)
             if policy == RetcodePolicy.RETRY_REPRICE and attempt <= self._requote_retries:
                 state = transition(state, OrderState.REQUOTED)
                 self.journal.record(intent, state, retcode=retcode)
-                outcome = replace(outcome, reason=reason, state=state)
                 continue
             state = transition(state, OrderState.REJECTED)
             self.journal.record(intent, state, retcode=retcode)
-            return replace(outcome, reason=reason, state=state)
+            return _outcome(intent, reason, state, retcode, policy, requested, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def resolve(

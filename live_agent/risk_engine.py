@@ -404,32 +404,21 @@ class RiskEngine:
         reasons: list[str],
     ) -> None:
         cfg, eps = self.config, 1e-9
+        cap = cfg.max_volume_per_symbol
+        if cap is not None and sum(e.volume for e in mine) + volume > cap + eps:
+            reasons.append(RiskReason.MAX_VOLUME_SYMBOL)
+        cap = cfg.max_volume_total
+        if cap is not None and sum(e.volume for e in exposures) + volume > cap + eps:
+            reasons.append(RiskReason.MAX_VOLUME_TOTAL)
+        if cfg.max_notional_per_symbol is None and cfg.max_notional_total is None:
+            return
         new_notional = notional(volume, market)
-        checks = (
-            (
-                cfg.max_volume_per_symbol,
-                sum(e.volume for e in mine) + volume,
-                RiskReason.MAX_VOLUME_SYMBOL,
-            ),
-            (
-                cfg.max_volume_total,
-                sum(e.volume for e in exposures) + volume,
-                RiskReason.MAX_VOLUME_TOTAL,
-            ),
-            (
-                cfg.max_notional_per_symbol,
-                sum(e.notional for e in mine) + new_notional,
-                RiskReason.MAX_NOTIONAL_SYMBOL,
-            ),
-            (
-                cfg.max_notional_total,
-                sum(e.notional for e in exposures) + new_notional,
-                RiskReason.MAX_NOTIONAL_TOTAL,
-            ),
-        )
-        for cap, value, reason in checks:
-            if cap is not None and value > cap + eps:
-                reasons.append(reason)
+        cap = cfg.max_notional_per_symbol
+        if cap is not None and sum(e.notional for e in mine) + new_notional > cap + eps:
+            reasons.append(RiskReason.MAX_NOTIONAL_SYMBOL)
+        cap = cfg.max_notional_total
+        if cap is not None and sum(e.notional for e in exposures) + new_notional > cap + eps:
+            reasons.append(RiskReason.MAX_NOTIONAL_TOTAL)
 
     def server_time(self, now: datetime) -> datetime:
         """``now`` (aware) on the broker's server clock."""

@@ -53,6 +53,7 @@ Model (kept small and documented):
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import random
 from collections.abc import Mapping
@@ -83,6 +84,25 @@ from live_agent.mt5_types import (
 _REQUEST_KEYS = frozenset(TradeRequest._fields)
 _NO_IPC = (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 _EPS = 1e-9
+_UNQUOTED: Any = object()  # not computed yet in this clock step (None: no quote)
+_RATE_NAMES: tuple[str, ...] = RATES_DTYPE.names or ()
+_TIME, _OPEN, _CLOSE, _SPREAD = (_RATE_NAMES.index(k) for k in ("time", "open", "close", "spread"))
+_AI = {name: i for i, name in enumerate(AccountInfo._fields)}
+_AI_BALANCE, _AI_PROFIT, _AI_EQUITY = _AI["balance"], _AI["profit"], _AI["equity"]
+_AI_MARGIN, _AI_MARGIN_FREE, _AI_MARGIN_LEVEL = (
+    _AI["margin"],
+    _AI["margin_free"],
+    _AI["margin_level"],
+)
+_SI = {name: i for i, name in enumerate(SymbolInfo._fields)}
+_SI_SELECT, _SI_VISIBLE, _SI_TIME, _SI_SPREAD = (
+    _SI[k] for k in ("select", "visible", "time", "spread")
+)
+_SI_BID, _SI_BIDHIGH, _SI_BIDLOW = _SI["bid"], _SI["bidhigh"], _SI["bidlow"]
+_SI_ASK, _SI_ASKHIGH, _SI_ASKLOW = _SI["ask"], _SI["askhigh"], _SI["asklow"]
+_SI_TICK_VALUE = _SI["trade_tick_value"]
+_SI_TICK_VALUE_PROFIT = _SI["trade_tick_value_profit"]
+_SI_TICK_VALUE_LOSS = _SI["trade_tick_value_loss"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +129,7 @@ class SymbolSpec:
 
     @property
     def point(self) -> float:
-        return round(10.0**-self.digits, self.digits)
+        return _point(self.digits)
 
     @classmethod
     def for_symbol(cls, symbol: str, **overrides: Any) -> SymbolSpec:
@@ -166,14 +186,14 @@ class _Series:
     timeframe: Timeframe
     rates: np.ndarray  # RATES_DTYPE, sorted by time
     times: np.ndarray = field(init=False)
+    seconds: int = field(init=False)  # the bar length
+    mt5_timeframe: int = field(init=False)  # the timeframe as a plain int (a cheaper dict key)
 
     def __post_init__(self) -> None:
         # contiguous: searchsorted on the strided field view copies it on every call
         self.times = np.ascontiguousarray(self.rates["time"])
-
-    @property
-    def seconds(self) -> int:
-        return self.timeframe.minutes * 60
+        self.seconds = self.timeframe.minutes * 60
+        self.mt5_timeframe = int(self.timeframe)
 
 
 class _Fault:
@@ -232,6 +252,12 @@ class Mt5Simulator:
         # per clock step: quotes and SymbolInfo records only change when the clock moves
         self._quotes: dict[str, tuple[float, float, int, bool] | None] = {}
         self._infos: dict[str, SymbolInfo] = {}
+        self._info_fixed: dict[str, list[Any]] = {}  # per symbol: the fields that never move
+        self._visible_now: dict[tuple[str, int], tuple[_Series, int]] = {}
+        # bumped by every change of the account (clock, deals, stops): keys the cached records
+        self._version = 0
+        self._account: tuple[int, AccountInfo] | None = None
+        self._position_records: tuple[int, tuple[TradePosition, ...]] | None = None
         self._balance = float(balance)
         self._leverage = int(leverage)
         self._currency = currency
@@ -240,6 +266,7 @@ class Mt5Simulator:
         self._rng = random.Random(self._faults.seed)
         self._script = list(self._faults.scripted)
         self._login = login
+        self._account_fixed = list(self._fixed_account_info())
         self._connected = False
         self._last_error: tuple[int, str] = _NO_IPC
         self._selected = set(self._symbols)
@@ -291,8 +318,10 @@ class Mt5Simulator:
         old = int(self._timeline[self._index])
         self._index += 1
         self._now_cache = int(self._timeline[self._index])
+        self._version += 1
         self._quotes.clear()
         self._infos.clear()
+        self._visible_now.clear()
         self._check_stops(old, self._now_s)
         self._charge_swaps(old, self._now_s)
         return True
@@ -384,9 +413,27 @@ class Mt5Simulator:
         """Balance, equity and margin of the simulated hedging account."""
         if not self._live():
             return None
+        cached = self._account
+        if cached is None or cached[0] != self._version:
+            cached = self._account = (self._version, self._make_account_info())
+        return cached[1]
+
+    def _make_account_info(self) -> AccountInfo:
+        """The record now: the fixed fields with balance, profit, equity and margins filled."""
         profit = round(sum(self._floating(p) + p.swap for p in self._positions.values()), 2)
         margin = round(self._used_margin(), 2)
         equity = round(self._balance + profit, 2)
+        values = self._account_fixed.copy()
+        values[_AI_BALANCE] = round(self._balance, 2)
+        values[_AI_PROFIT] = profit
+        values[_AI_EQUITY] = equity
+        values[_AI_MARGIN] = margin
+        values[_AI_MARGIN_FREE] = round(equity - margin, 2)
+        values[_AI_MARGIN_LEVEL] = round(equity / margin * 100.0, 2) if margin else 0.0
+        return AccountInfo._make(values)
+
+    def _fixed_account_info(self) -> AccountInfo:
+        """The fields of the account record that never move (the moving ones are 0)."""
         return AccountInfo(
             login=self._login,
             trade_mode=c.ACCOUNT_TRADE_MODE_DEMO,
@@ -398,13 +445,13 @@ class Mt5Simulator:
             margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
             currency_digits=2,
             fifo_close=False,
-            balance=round(self._balance, 2),
+            balance=0.0,
             credit=0.0,
-            profit=profit,
-            equity=equity,
-            margin=margin,
-            margin_free=round(equity - margin, 2),
-            margin_level=round(equity / margin * 100.0, 2) if margin else 0.0,
+            profit=0.0,
+            equity=0.0,
+            margin=0.0,
+            margin_free=0.0,
+            margin_level=0.0,
             margin_so_call=50.0,
             margin_so_so=30.0,
             margin_initial=0.0,
@@ -513,16 +560,19 @@ class Mt5Simulator:
         """Open positions, filtered by symbol, group or ticket."""
         if not self._live():
             return None
-        out = []
-        for pos in self._positions.values():
-            if symbol is not None and pos.symbol != symbol:
-                continue
-            if ticket is not None and pos.ticket != ticket:
-                continue
-            if not _group_match(pos.symbol, group):
-                continue
-            out.append(self._position_record(pos))
-        return tuple(out)
+        cached = self._position_records
+        if cached is None or cached[0] != self._version:
+            records = tuple(self._position_record(p) for p in self._positions.values())
+            cached = self._position_records = (self._version, records)
+        if symbol is None and ticket is None and not group:
+            return cached[1]
+        return tuple(
+            p
+            for p in cached[1]
+            if (symbol is None or p.symbol == symbol)
+            and (ticket is None or p.ticket == ticket)
+            and _group_match(p.symbol, group)
+        )
 
     def orders_total(self) -> int:
         """Number of pending orders (always 0: pending orders are not simulated)."""
@@ -664,6 +714,10 @@ class Mt5Simulator:
         """The series and how many of its bars have opened by now (the last may be forming)."""
         if not self._live():
             return None
+        key = (symbol, timeframe)
+        found = self._visible_now.get(key)
+        if found is not None:
+            return found
         try:
             tf = Timeframe(int(timeframe))
         except ValueError:
@@ -673,12 +727,20 @@ class Mt5Simulator:
         if series is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"No history for {symbol} {tf.name}")
             return None
-        return series, int(np.searchsorted(series.times, self._now_s, side="right"))
+        return self._opened(key, series)
+
+    def _opened(self, key: tuple[str, int], series: _Series) -> tuple[_Series, int]:
+        """``series`` and how many of its bars have opened by now (once per clock step)."""
+        found = self._visible_now.get(key)
+        if found is None:
+            opened = int(np.searchsorted(series.times, self._now_s, side="right"))
+            found = self._visible_now[key] = (series, opened)
+        return found
 
     def _slice(self, series: _Series, started: int, lo: int, hi: int) -> np.ndarray:
         """A copy of visible bars ``[lo, hi)``; the forming bar shows only its open."""
         out = series.rates[lo:hi].copy()
-        if hi == started and hi > lo and int(out["time"][-1]) + series.seconds > self._now_s:
+        if hi == started and hi > lo and int(series.times[hi - 1]) + series.seconds > self._now_s:
             forming = out[-1:]
             price = forming["open"][0]
             forming["high"] = forming["low"] = forming["close"] = price
@@ -686,38 +748,34 @@ class Mt5Simulator:
             forming["real_volume"] = 0
         return out
 
-    def _forming_and_last(self, symbol: str) -> tuple[np.void | None, np.void | None]:
+    def _forming_or_last(self, symbol: str) -> tuple[tuple[Any, ...] | None, bool]:
+        """The forming bar of the quote series (True), else the last closed one (False), as a
+        ``RATES_DTYPE`` row tuple; None before the first bar."""
         series = self._quote_series.get(symbol)
         if series is None:
-            return None, None
-        now = self._now_s
-        started = int(np.searchsorted(series.times, now, side="right"))
+            return None, False
+        _, started = self._opened((symbol, series.mt5_timeframe), series)
         if not started:
-            return None, None
-        last = series.rates[started - 1]
-        if int(last["time"]) + series.seconds > now:
-            prev = series.rates[started - 2] if started >= 2 else None
-            return last, prev
-        return None, last
+            return None, False
+        last = series.rates.item(started - 1)
+        return last, last[_TIME] + series.seconds > self._now_s
 
     def _quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
         """``(bid, ask, spread_points, tradeable)`` now (computed once per clock step)."""
-        try:
-            return self._quotes[symbol]
-        except KeyError:
+        quote = self._quotes.get(symbol, _UNQUOTED)
+        if quote is _UNQUOTED:
             quote = self._quotes[symbol] = self._compute_quote(symbol)
-            return quote
+        return quote
 
     def _compute_quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
-        forming, last = self._forming_and_last(symbol)
-        bar = forming if forming is not None else last
+        bar, forming = self._forming_or_last(symbol)
         if bar is None:
             return None
         spec = self._specs[symbol]
-        bid = float(bar["open"] if forming is not None else bar["close"])
-        spread = int(bar["spread"])
+        bid = float(bar[_OPEN] if forming else bar[_CLOSE])
+        spread = int(bar[_SPREAD])
         ask = round(bid + spread * spec.point, spec.digits)
-        return round(bid, spec.digits), ask, spread, forming is not None
+        return round(bid, spec.digits), ask, spread, forming
 
     def _symbol_info(self, symbol: str) -> SymbolInfo | None:
         spec = self._specs.get(symbol)
@@ -732,26 +790,43 @@ class Mt5Simulator:
         return info
 
     def _make_symbol_info(self, symbol: str, spec: SymbolSpec) -> SymbolInfo:
+        """The record of ``symbol`` now: its fixed part with the quote fields filled in."""
         quote = self._quote(symbol)
         bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
         tick_value = spec.contract_size * spec.point
         if spec.currency_profit != self._currency and spec.currency_base == self._currency and bid:
             tick_value /= bid
+        fixed = self._info_fixed.get(symbol)
+        if fixed is None:
+            fixed = self._info_fixed[symbol] = list(self._fixed_symbol_info(symbol, spec))
+        values = fixed.copy()
+        selected = symbol in self._selected
+        values[_SI_SELECT] = values[_SI_VISIBLE] = selected
+        values[_SI_TIME] = self._now_s
+        values[_SI_SPREAD] = spread
+        values[_SI_BID] = values[_SI_BIDHIGH] = values[_SI_BIDLOW] = bid
+        values[_SI_ASK] = values[_SI_ASKHIGH] = values[_SI_ASKLOW] = ask
+        values[_SI_TICK_VALUE] = values[_SI_TICK_VALUE_PROFIT] = tick_value
+        values[_SI_TICK_VALUE_LOSS] = tick_value
         self._ok()
+        return SymbolInfo._make(values)
+
+    def _fixed_symbol_info(self, symbol: str, spec: SymbolSpec) -> SymbolInfo:
+        """The fields of ``symbol``'s record that do not move with the quote (those are 0)."""
         return SymbolInfo(
             custom=True,
             chart_mode=c.SYMBOL_CHART_MODE_BID,
-            select=symbol in self._selected,
-            visible=symbol in self._selected,
+            select=False,
+            visible=False,
             session_deals=0,
             session_buy_orders=0,
             session_sell_orders=0,
             volume=0,
             volumehigh=0,
             volumelow=0,
-            time=self._now_s,
+            time=0,
             digits=spec.digits,
-            spread=spread,
+            spread=0,
             spread_float=True,
             ticks_bookdepth=0,
             trade_calc_mode=c.SYMBOL_CALC_MODE_FOREX,
@@ -772,12 +847,12 @@ class Mt5Simulator:
             order_gtc_mode=c.SYMBOL_ORDERS_GTC,
             option_mode=0,
             option_right=0,
-            bid=bid,
-            bidhigh=bid,
-            bidlow=bid,
-            ask=ask,
-            askhigh=ask,
-            asklow=ask,
+            bid=0.0,
+            bidhigh=0.0,
+            bidlow=0.0,
+            ask=0.0,
+            askhigh=0.0,
+            asklow=0.0,
             last=0.0,
             lasthigh=0.0,
             lastlow=0.0,
@@ -786,9 +861,9 @@ class Mt5Simulator:
             volumelow_real=0.0,
             option_strike=0.0,
             point=spec.point,
-            trade_tick_value=tick_value,
-            trade_tick_value_profit=tick_value,
-            trade_tick_value_loss=tick_value,
+            trade_tick_value=0.0,
+            trade_tick_value_profit=0.0,
+            trade_tick_value_loss=0.0,
             trade_tick_size=spec.point,
             trade_contract_size=spec.contract_size,
             trade_accrued_interest=0.0,
@@ -871,6 +946,7 @@ class Mt5Simulator:
         return self._profit(pos.symbol, pos.type, pos.volume, pos.price_open, close)
 
     def _position_record(self, pos: _Position) -> TradePosition:
+        close = self._close_price(pos)
         return TradePosition(
             ticket=pos.ticket,
             time=pos.time,
@@ -885,9 +961,9 @@ class Mt5Simulator:
             price_open=pos.price_open,
             sl=pos.sl,
             tp=pos.tp,
-            price_current=self._close_price(pos),
+            price_current=close,
             swap=round(pos.swap, 2),
-            profit=self._floating(pos),
+            profit=self._profit(pos.symbol, pos.type, pos.volume, pos.price_open, close),
             symbol=pos.symbol,
             comment=pos.comment,
             external_id="",
@@ -1044,6 +1120,7 @@ class Mt5Simulator:
         if req.action == c.TRADE_ACTION_SLTP:
             pos = self._positions[req.position]
             pos.sl, pos.tp, pos.time_update = req.sl, req.tp, self._now_s
+            self._version += 1
             return self._result(req, c.TRADE_RETCODE_DONE, "Request executed")
         if req.position:
             pos = self._positions[req.position]
@@ -1064,16 +1141,18 @@ class Mt5Simulator:
 
     def _open(self, req: TradeRequest, fill: float) -> tuple[int, int]:
         now = self._now_s
-        order = self._record_order(req.type, req.type_filling, req.magic, 0, c.ORDER_REASON_EXPERT)
-        self._orders[-1] = self._orders[-1]._replace(
-            position_id=order,
-            volume_initial=req.volume,
-            price_open=fill,
-            price_current=fill,
-            sl=req.sl,
-            tp=req.tp,
+        order = self._record_order(
+            req.type,
+            req.type_filling,
+            req.magic,
+            None,  # the position takes the order's ticket
+            c.ORDER_REASON_EXPERT,
+            volume=req.volume,
+            price=fill,
             symbol=req.symbol,
             comment=req.comment,
+            sl=req.sl,
+            tp=req.tp,
         )
         self._positions[order] = _Position(
             ticket=order,
@@ -1112,11 +1191,14 @@ class Mt5Simulator:
             c.DEAL_REASON_SL: c.ORDER_REASON_SL,
             c.DEAL_REASON_TP: c.ORDER_REASON_TP,
         }.get(reason, c.ORDER_REASON_EXPERT)
-        order = self._record_order(close_type, c.ORDER_FILLING_FOK, magic, pos.ticket, order_reason)
-        self._orders[-1] = self._orders[-1]._replace(
-            volume_initial=volume,
-            price_open=price,
-            price_current=price,
+        order = self._record_order(
+            close_type,
+            c.ORDER_FILLING_FOK,
+            magic,
+            pos.ticket,
+            order_reason,
+            volume=volume,
+            price=price,
             symbol=pos.symbol,
             comment=comment,
         )
@@ -1146,8 +1228,21 @@ class Mt5Simulator:
         return order, deal
 
     def _record_order(
-        self, type_: int, filling: int, magic: int, position_id: int, reason: int
+        self,
+        type_: int,
+        filling: int,
+        magic: int,
+        position_id: int | None,
+        reason: int,
+        *,
+        volume: float,
+        price: float,
+        symbol: str,
+        comment: str,
+        sl: float = 0.0,
+        tp: float = 0.0,
     ) -> int:
+        """A filled market order in the history; ``position_id`` None: its own ticket."""
         ticket = self._next_order
         self._next_order += 1
         now = self._now_s
@@ -1164,18 +1259,18 @@ class Mt5Simulator:
                 type_filling=filling,
                 state=c.ORDER_STATE_FILLED,
                 magic=magic,
-                position_id=position_id,
+                position_id=ticket if position_id is None else position_id,
                 position_by_id=0,
                 reason=reason,
-                volume_initial=0.0,
+                volume_initial=volume,
                 volume_current=0.0,
-                price_open=0.0,
-                sl=0.0,
-                tp=0.0,
-                price_current=0.0,
+                price_open=price,
+                sl=sl,
+                tp=tp,
+                price_current=price,
                 price_stoplimit=0.0,
-                symbol="",
-                comment="",
+                symbol=symbol,
+                comment=comment,
                 external_id="",
             )
         )
@@ -1200,6 +1295,7 @@ class Mt5Simulator:
     ) -> int:
         ticket = self._next_deal
         self._next_deal += 1
+        self._version += 1  # every deal moves the balance or a position
         now = self._now_s if time_s is None else time_s
         self._deals.append(
             TradeDeal(
@@ -1235,6 +1331,8 @@ class Mt5Simulator:
     def _charge_swaps(self, start: int, end: int) -> None:
         """Swaps of the rollovers (00:00 of the clock) in ``(start, end]``; see the docstring."""
         day = 86_400
+        if start // day == end // day:
+            return  # no rollover in between (most clock steps)
         for rollover in range((start // day + 1) * day, end + 1, day):
             ended = datetime.fromtimestamp(rollover - day, UTC)
             mt5_day = (ended.weekday() + 1) % 7  # MT5 counts from Sunday = 0
@@ -1339,6 +1437,11 @@ def _stop_hit(pos: _Position, bar: np.void, point: float) -> tuple[int, float] |
     if pos.tp and low <= pos.tp:
         return c.DEAL_REASON_TP, min(o, pos.tp)
     return None
+
+
+@functools.cache
+def _point(digits: int) -> float:
+    return round(10.0**-digits, digits)
 
 
 def _volume_ok(volume: float, spec: SymbolSpec) -> bool:

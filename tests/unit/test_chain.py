@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -170,3 +171,30 @@ def test_a_timeout_in_a_dependency_is_recorded_as_timeout() -> None:
     [event] = sink.events
     assert event.event_type == "error" and event.dependencies[0].status == "timeout"
     assert event.dependencies[0].error == "TimeoutError('slow')"
+
+
+def test_a_dependency_timed_by_the_caller_is_recorded_like_a_timed_block() -> None:
+    sink = ListSink()
+    ctx = ChainContext(sink)
+    with ctx.step("risk") as step:
+        with pytest.raises(TimeoutError), step.dependency("mt5", "a", attempt=2):
+            raise TimeoutError("slow")
+        step.record_dependency("mt5", "a", time.perf_counter_ns(), 2, TimeoutError("slow"))
+        step.record_dependency("mt5", "b", time.perf_counter_ns())
+        step.record_dependency("mt5", "c", time.perf_counter_ns(), 1, ValueError("bad"))
+        step.record_dependency("mt5", "d", time.perf_counter_ns(), 1, KeyboardInterrupt())
+    timed, told, ok, failed = sink.events[0].dependencies  # the interrupt is no failed call
+    assert (told.target, told.endpoint, told.attempt, told.status, told.error) == (
+        timed.target,
+        timed.endpoint,
+        timed.attempt,
+        timed.status,
+        timed.error,
+    )
+    assert (ok.status, ok.error, failed.status, failed.error) == (
+        "ok",
+        None,
+        "error",
+        "ValueError('bad')",
+    )
+    assert all(d.duration_ms >= 0 for d in (timed, told, ok, failed))

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaintrade.validation import Reason
+from chaintrade.validation import TICK_FRAME_COLUMNS, Reason, validate_ticks
+from live_agent import mt5_constants as c
 from live_agent.agent import Agent, BarOutcome
 from live_agent.runner import Runner
 from live_agent.settings import AgentSettings
@@ -216,3 +217,48 @@ def test_tick_metrics_are_exported() -> None:
     assert 'agent_ticks_quarantined_total{reason="duplicate_time"} 2.0' in text
     accepted = 4 * (len(BARS) - START_BAR)
     assert f'agent_ticks_accepted_total{{symbol="EURUSD"}} {accepted:.1f}' in text
+
+
+def test_the_agent_quarantines_spikes_as_the_frame_validator_does(tmp_path: Path) -> None:
+    """A dense tick stream with price spikes and a frozen feed: the agent's per-tick answers
+    (TickGuard) are those of ``validate_ticks`` over every tick it was handed."""
+    rng = np.random.default_rng(3)
+    rows: list[dict[str, Any]] = []
+    walk = float(BARS["close"].iloc[0]) + np.cumsum(rng.normal(0.0, 2e-5, (len(BARS), 60)))
+    for k, mids in enumerate(walk.reshape(len(BARS), 60)):
+        for q, mid in enumerate(mids):
+            bid = round(float(mid), 5)
+            rows.append(
+                {
+                    "symbol": "EURUSD",
+                    "time_msc": T0 + k * HOUR_MS + q * 55_000 + 3,
+                    "bid": bid,
+                    "ask": round(bid + 0.0001, 5),
+                    "flags": 6,
+                }
+            )
+        if k in (19, 24):  # a 2 % print, then the feed goes on where it was
+            spike = {**rows[-2], "time_msc": rows[-2]["time_msc"] + 1}
+            spike["bid"] = round(spike["bid"] * 1.02, 5)
+            spike["ask"] = round(spike["bid"] + 0.0001, 5)
+            rows.insert(len(rows) - 1, spike)
+        if k == 22:  # a frozen feed: the same quote 25 times
+            frozen = rows[-1]
+            rows += [{**frozen, "time_msc": frozen["time_msc"] + 1 + i} for i in range(25)]
+    stream = pd.DataFrame(rows)
+    sim = Mt5Simulator(BARS, start_bar=START_BAR, ticks=stream)
+    agent, _ = run(sim, state_dir=tmp_path)
+
+    counts = agent.tick_quarantine.counts
+    assert counts[Reason.SPIKE] == 2 and counts[Reason.STALE] >= 25 - 19  # 20th repeat on
+    first_s = (T0 + START_BAR * HOUR_MS) // 1000  # the runner advances, then polls
+    assert sim.initialize()  # the runner shut the terminal down at the end
+    handed = sim.copy_ticks_from("EURUSD", first_s, 10**9, c.COPY_TICKS_ALL)
+    assert handed is not None
+    frame = pd.DataFrame(handed.tolist(), columns=list(handed.dtype.names)).assign(symbol="EURUSD")
+    last = agent.latest_tick("EURUSD")
+    assert last is not None
+    frame = frame[frame["time_msc"] <= last["time_msc"]]  # the last poll came before the end
+    expected = validate_ticks(frame[list(TICK_FRAME_COLUMNS)])
+    assert expected.counts == dict(counts)
+    assert agent.ticks_accepted["EURUSD"] == len(expected.good) == len(frame) - sum(counts.values())

@@ -9,6 +9,7 @@ import pytest
 
 from chaintrade.chain import StepTrace
 from chaintrade.domain import Action
+from chaintrade.errors import ServiceUnavailable
 from live_agent import mt5_constants as c
 from live_agent.execution import (
     RETCODE_POLICY,
@@ -21,6 +22,7 @@ from live_agent.execution import (
     OrderState,
     RetcodePolicy,
     policy_for,
+    traced_call,
     transition,
 )
 from live_agent.simulator import FaultConfig, Mt5Simulator, SymbolSpec
@@ -219,4 +221,36 @@ def test_a_journaled_intent_is_never_sent_twice(tmp_path: Path) -> None:
         "duplicate_intent",
         OrderState.FILLED,
         1,
+    )
+
+
+def test_traced_call_gives_none_for_lost_links_and_empty_answers_and_lets_bugs_through() -> None:
+    sim = Mt5Simulator(synthetic_bars(n=20), start_bar=5)
+    sim.initialize()
+    trace = StepTrace()
+
+    def lost() -> None:
+        raise ConnectionResetError("pipe")
+
+    def bug() -> None:
+        raise ValueError("bad argument")
+
+    assert traced_call(sim, trace, "symbol_info", sim.symbol_info, "EURUSD") is not None
+    assert traced_call(sim, trace, "symbol_info", sim.symbol_info, "NOPE") is None
+    assert traced_call(sim, trace, "positions_get", lost) is None
+    with pytest.raises(ValueError, match="bad argument"):
+        traced_call(sim, trace, "orders_get", bug)
+    ok, empty, broken, raised = trace.dependencies
+    assert (ok.target, ok.endpoint, ok.status, ok.error) == ("mt5", "symbol_info", "ok", None)
+    code, message = sim.last_error()
+    assert (empty.status, empty.error) == (
+        "error",
+        repr(ServiceUnavailable(f"symbol_info: {code} {message}", reason="mt5_none")),
+    )
+    assert (broken.endpoint, broken.status) == ("positions_get", "error")
+    assert broken.error == "ServiceUnavailable(\"positions_get: ConnectionResetError('pipe')\")"
+    assert (raised.endpoint, raised.status, raised.error) == (
+        "orders_get",
+        "error",
+        "ValueError('bad argument')",
     )

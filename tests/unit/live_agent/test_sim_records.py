@@ -1,0 +1,120 @@
+"""The simulator's cached answers (per clock step and per account change) equal fresh ones;
+the agent's ATR equals the textbook one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from live_agent import mt5_constants as c
+from live_agent.agent import _atr
+from live_agent.mt5_types import RATES_DTYPE
+from live_agent.simulator import Mt5Simulator
+from live_agent.testing import synthetic_bars
+
+
+def answers(s: Mt5Simulator) -> tuple[Any, ...]:
+    rates = s.copy_rates_from_pos("EURUSD", c.TIMEFRAME_H1, 0, 3)
+    return (
+        s.account_info(),
+        s.positions_get(),
+        s.positions_get(symbol="EURUSD"),
+        s.positions_get(group="*JPY*"),
+        s.symbol_info("EURUSD"),
+        s.symbol_info_tick("EURUSD"),
+        None if rates is None else rates.tolist(),
+    )
+
+
+def assert_fresh(s: Mt5Simulator) -> None:
+    """What the simulator answers equals what it answers with every cache dropped."""
+    cached = answers(s)
+    s._account = s._position_records = None
+    s._infos.clear()
+    s._info_fixed.clear()
+    s._quotes.clear()
+    s._visible_now.clear()
+    assert answers(s) == cached
+
+
+def send(s: Mt5Simulator, **request: Any) -> Any:
+    result = s.order_send({"symbol": "EURUSD", "magic": 7, "deviation": 50, **request})
+    assert result is not None and result.retcode == c.TRADE_RETCODE_DONE, result
+    return result
+
+
+def test_every_call_after_each_change_of_the_account_answers_as_if_fresh() -> None:
+    s = Mt5Simulator(synthetic_bars(n=60), start_bar=30, slippage_points=1)
+    assert s.initialize()
+    assert_fresh(s)
+    before = s.account_info()
+    info = s.symbol_info("EURUSD")
+    assert info is not None and before is not None
+    buy = send(s, action=c.TRADE_ACTION_DEAL, type=c.ORDER_TYPE_BUY, volume=0.5)
+    assert s.account_info() != before  # the open position's margin and spread cost
+    assert_fresh(s)
+    send(
+        s,
+        action=c.TRADE_ACTION_SLTP,
+        position=buy.order,
+        sl=round(info.bid - 0.005, 5),
+        tp=round(info.bid + 0.005, 5),
+    )
+    (pos,) = s.positions_get() or ()
+    assert (pos.sl, pos.tp) == (round(info.bid - 0.005, 5), round(info.bid + 0.005, 5))
+    assert_fresh(s)
+    send(s, action=c.TRADE_ACTION_DEAL, type=c.ORDER_TYPE_SELL, volume=0.2, position=buy.order)
+    assert (s.positions_get() or ())[0].volume == 0.3
+    assert_fresh(s)
+    for _ in range(5):
+        moved = s.symbol_info("EURUSD")
+        s.advance()
+        assert s.symbol_info("EURUSD") != moved  # a new quote and clock
+        assert_fresh(s)
+    assert s.symbol_select("EURUSD", False)
+    assert s.symbol_info("EURUSD").select is False  # type: ignore[union-attr]
+    assert_fresh(s)
+    while s.advance():
+        pass
+    assert_fresh(s)
+
+
+def test_symbol_info_fields_follow_the_quote_and_the_spec() -> None:
+    s = Mt5Simulator(synthetic_bars(n=20), start_bar=5)
+    assert s.initialize()
+    info, tick = s.symbol_info("EURUSD"), s.symbol_info_tick("EURUSD")
+    assert info is not None and tick is not None
+    assert (info.bid, info.bidhigh, info.bidlow) == (tick.bid, tick.bid, tick.bid)
+    assert (info.ask, info.askhigh, info.asklow) == (tick.ask, tick.ask, tick.ask)
+    assert info.spread == round((tick.ask - tick.bid) / info.point)
+    assert info.time == tick.time and info.select and info.visible
+    assert info.trade_tick_value == info.trade_tick_value_profit == info.trade_tick_value_loss
+    assert info.trade_tick_value == info.trade_contract_size * info.point  # a USD account
+    assert (info.name, info.digits, info.point) == ("EURUSD", 5, 1e-5)
+
+
+def wilder_atr(high: list[float], low: list[float], close: list[float], period: int) -> float:
+    """The textbook Wilder ATR: true range = max of the three ranges, a mean, then smoothing."""
+    tr = [
+        max(h - lo, abs(h - prev), abs(lo - prev))
+        for h, lo, prev in zip(high[1:], low[1:], close[:-1], strict=True)
+    ]
+    atr = sum(tr[:period]) / period
+    for value in tr[period:]:
+        atr = (atr * (period - 1) + value) / period
+    return atr
+
+
+def test_the_agents_atr_is_wilders_to_the_last_bit() -> None:
+    rng = np.random.default_rng(3)
+    for n in (15, 16, 40):
+        rates = np.zeros(n, dtype=RATES_DTYPE)
+        rates["close"] = 1.1 + rng.normal(0, 0.001, n).cumsum()
+        rates["high"] = rates["close"] + rng.uniform(0, 0.001, n)
+        rates["low"] = rates["close"] - rng.uniform(0, 0.001, n)
+        rates["high"][n // 2] = rates["close"][n // 2 - 1] + 0.01  # a gap up
+        rates["low"][n // 3] = rates["close"][n // 3 - 1] - 0.01  # a gap down
+        high, low, close = (rates[k].tolist() for k in ("high", "low", "close"))
+        assert _atr(rates, 14) == wilder_atr(high, low, close, 14)
+    assert _atr(rates[:14], 14) is None
