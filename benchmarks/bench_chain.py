@@ -2,23 +2,42 @@
 
     uv run python benchmarks/bench_chain.py --db postgresql://postgres@127.0.0.1:5432/test
     uv run python benchmarks/bench_chain.py --db ... --events 1000000
+    uv run python benchmarks/bench_chain.py --db ... --parts overhead --rounds 21
 
 Figures (each on a fresh database with every migration applied):
-- serialize: the writer thread's Python share per event (ids, one msgspec call per batch,
-  the journal block's checksum);
-- copy: ``write_ndjson`` (COPY of the JSON lines into a staging table, then
-  ``INSERT ... ON CONFLICT DO NOTHING``; PostgreSQL parses the JSON) in 10 k batches;
+- serialize: the writer thread's Python share per event before the database (ids, one
+  msgspec call per batch, the journal block's checksum);
+- copy: the new path, ``copy_records`` (one binary COPY of the batch's records straight
+  into ``chain_history``; the records' conversion is included, on the client) beside the
+  previous path, ``write_ndjson`` (COPY of the JSON lines into a staging table, then
+  ``INSERT ... ON CONFLICT DO NOTHING``; PostgreSQL parses the JSON), 10 k batches, on an
+  emptied table each, alternating, best of ``--copy-rounds``; with the client CPU per
+  event of each;
 - executemany: ``INSERT ... ON CONFLICT DO NOTHING`` with ``executemany`` (1 k batches);
-- writer: ``ChainWriter.emit_record`` N events, then ``flush`` (journal on), end to end;
+- writer: ``ChainWriter.emit_record`` N events, then ``flush``, end to end (full batches:
+  binary COPY), with the journal fsync'd per batch (default), only written
+  (``journal_fsync=False``), and every batch sent the JSON way (the previous path);
 - caller: what a traced step costs on the caller's thread (``ChainContext.step`` with
   metadata and a dependency, into a sink that drops the record);
 - overhead: chains of 6 steps, tracing off vs on (ChainContext + ChainWriter into the
-  database), for three step workloads: a tight CPU loop of ~70 µs per step, ~700 µs per
-  step, and an agent-like chain (CPU steps of 0.1-3 ms and two waits standing in for the
-  serving and terminal round trips). Off and on rounds alternate; wall time (best and
-  median) and the process's CPU time (both threads) are reported.
+  database, default settings), for three step workloads: a tight CPU loop of ~70 µs per
+  step, ~700 µs per step, and an agent-like chain (CPU steps of 0.1-3 ms and two waits
+  standing in for the serving and terminal round trips). ``--rounds`` off/on pairs of
+  about a second each alternate. Each on round ends with ``flush``: its time is the
+  traced loop's plus the writer thread's CPU during that flush (all of the writer's work
+  on the round's events is inside it, not the wait for the last batch's I/O, which a
+  loop that goes on overlaps). Reported: wall time best vs best and median vs median,
+  the median of the pairs' ratios and their quartiles (other load on the machine hits
+  both halves of a pair alike), the process's CPU time (both threads; median of the
+  pairs' differences) and the writer thread's own CPU per event (its thread clock).
+  ``accounted_overhead_pct`` is (caller µs per step + writer thread CPU µs per event) /
+  median step time: the CPU that tracing adds, which wall-time differences of a few per
+  cent cannot resolve on a busy machine.
 
-Writes ``benchmarks/results/chain.json``.
+Other processes on the machine move these figures; compare runs made in the same minute.
+Writes ``benchmarks/results/chain.json`` (or ``--out``). ``--parts overhead`` needs only
+``ChainWriter``: with ``PYTHONPATH`` at a checkout of an earlier commit it measures that
+commit's writer the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +48,7 @@ import os
 import platform
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 import zlib
@@ -39,11 +59,12 @@ from typing import Any
 
 import msgspec
 
+import chaintrade.chain_store as chain_store
 from chaintrade.chain import ChainContext, ChainEvent, Dependency, Record, new_id
-from chaintrade.chain_store import ChainWriter, encode_records, write_ndjson
 from chaintrade.db import connect, migrate, with_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chain.json"
+PARTS = ("copy", "writer", "overhead")
 SERVICES = ("collector", "validator", "prediction", "decision", "risk", "execution")
 
 
@@ -134,56 +155,119 @@ def writer_share_us(events: Sequence[ChainEvent], batch: int = 2000) -> float:
         base = new_id().int & ~((1 << 32) - 1)
         for r, i in zip(chunk, map("%032x".__mod__, range(base, base + len(chunk))), strict=True):
             r[0] = i
-        blob, _ = encode_records(chunk)
+        blob, _ = chain_store.encode_records(chunk)
         zlib.crc32(blob)  # the journal block's checksum
     return (time.process_time() - t) / len(records) * 1e6
 
 
-def bench(url: str, n: int, many_n: int, chains: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    events = make_events(n)
-    out["serialize_us_per_event"] = writer_share_us(events)
-    blobs = [
-        encode_records([e.record() for e in events[s : s + 10_000]])[0] for s in range(0, n, 10_000)
-    ]
+def with_ids(records: list[Record]) -> list[Record]:
+    """The records with their ids set, as the writer thread sends them."""
+    for chunk_start in range(0, len(records), 10_000):
+        chunk = records[chunk_start : chunk_start + 10_000]
+        base = new_id().int & ~((1 << 32) - 1)
+        for r, i in zip(chunk, map("%032x".__mod__, range(base, base + len(chunk))), strict=True):
+            r[0] = i
+    return records
 
+
+def copy_paths(conn: Any, n: int, rounds: int) -> dict[str, Any]:
+    """Events/s and client CPU/event of the new (binary) and previous (NDJSON) COPY paths."""
+    out: dict[str, Any] = {}
+    records = with_ids(fresh_records(make_events(n)))
+    batches = [records[s : s + 10_000] for s in range(0, n, 10_000)]
+    blobs = [chain_store.encode_records(b)[0] for b in batches]
+
+    def timed(write: Callable[[], None]) -> tuple[float, float]:
+        conn.execute("TRUNCATE chain_history")
+        t, c = time.perf_counter(), time.process_time()
+        write()
+        return n / (time.perf_counter() - t), (time.process_time() - c) / n * 1e6
+
+    def ndjson() -> None:
+        for blob in blobs:
+            chain_store.write_ndjson(conn, blob)
+
+    def binary() -> None:
+        for batch in batches:
+            chain_store.copy_records(conn, batch)
+
+    runs: dict[str, list[tuple[float, float]]] = {"binary": [], "ndjson": []}
+    for _ in range(rounds):
+        runs["ndjson"].append(timed(ndjson))
+        runs["binary"].append(timed(binary))
+    for name, key in (("binary", "copy_events_per_s"), ("ndjson", "copy_ndjson_events_per_s")):
+        best = max(runs[name])
+        out[key] = best[0]
+        out[f"{key}_runs"] = [r[0] for r in runs[name]]
+        out[key.replace("events_per_s", "client_cpu_us_per_event")] = best[1]
+    t = time.perf_counter()
+    ndjson()  # every id is there already: all conflicts
+    out["copy_replay_of_stored_events_per_s"] = n / (time.perf_counter() - t)
+    conn.execute("TRUNCATE chain_history")
+    return out
+
+
+def writer_end_to_end(db: str, n: int, **writer_options: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as spool:
+        records = fresh_records(make_events(n))
+        t = time.perf_counter()
+        with chain_store.ChainWriter(
+            db, spool_dir=Path(spool), max_queue=n, **writer_options
+        ) as writer:
+            for r in records:
+                writer.emit_record(r)
+            emit_s = time.perf_counter() - t
+            assert writer.flush(600)
+            stats = writer.stats
+        return {
+            "events_per_s": n / (time.perf_counter() - t),
+            "emit_us_per_event": emit_s / n * 1e6,
+            "written": stats.written,
+            "dropped": stats.dropped,
+        }
+
+
+def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n, parts, rounds = args.events, set(args.parts), args.rounds
     name = f"ct_bench_{uuid.uuid4().hex[:8]}"
     db = fresh_db(url, name)
     try:
-        with connect(db, autocommit=True) as conn:
-            t = time.perf_counter()
-            for blob in blobs:
-                write_ndjson(conn, blob)
-            out["copy_events_per_s"] = n / (time.perf_counter() - t)
-            t = time.perf_counter()
-            for blob in blobs:  # every id is there already: all conflicts
-                write_ndjson(conn, blob)
-            out["copy_replay_of_stored_events_per_s"] = n / (time.perf_counter() - t)
-            conn.execute("TRUNCATE chain_history")
-            params = [_param_row(e) for e in events[:many_n]]
-            t = time.perf_counter()
-            with conn.cursor() as cur:
-                for s in range(0, many_n, 1000):
-                    with conn.transaction():
-                        cur.executemany(_INSERT, params[s : s + 1000])
-            out["executemany_events_per_s"] = many_n / (time.perf_counter() - t)
-            conn.execute("TRUNCATE chain_history")
-        with tempfile.TemporaryDirectory() as spool:
-            records = fresh_records(make_events(n))
-            t = time.perf_counter()
-            with ChainWriter(db, spool_dir=Path(spool), max_queue=n) as writer:
-                for r in records:
-                    writer.emit_record(r)
-                emit_s = time.perf_counter() - t
-                assert writer.flush(600)
-                stats = writer.stats
-            out["writer_events_per_s"] = n / (time.perf_counter() - t)
-            out["emit_us_per_event"] = emit_s / n * 1e6
-            out["writer_stats"] = {"written": stats.written, "dropped": stats.dropped}
-        out["caller_us_per_step"] = caller_cost(chains * 5)
-        out["overhead_70us_steps"] = overhead(db, chains, [cpu_step(2_000)] * 6)
-        out["overhead_700us_steps"] = overhead(db, max(chains // 10, 50), [cpu_step(20_000)] * 6)
-        out["overhead_agent_like"] = overhead(db, max(chains // 40, 30), agent_like_steps())
+        if "copy" in parts:
+            out["serialize_us_per_event"] = writer_share_us(make_events(n))
+            with connect(db, autocommit=True) as conn:
+                out.update(copy_paths(conn, n, args.copy_rounds))
+                many_n = args.executemany_events
+                params = [_param_row(e) for e in make_events(many_n)]
+                t = time.perf_counter()
+                with conn.cursor() as cur:
+                    for s in range(0, many_n, 1000):
+                        with conn.transaction():
+                            cur.executemany(_INSERT, params[s : s + 1000])
+                out["executemany_events_per_s"] = many_n / (time.perf_counter() - t)
+                conn.execute("TRUNCATE chain_history")
+        if "writer" in parts:
+            for key, options in (
+                ("writer", {"journal_fsync": True}),
+                ("writer_journal_write_only", {"journal_fsync": False}),
+                ("writer_json_copy_only", {"journal_fsync": True, "binary_min_batch": n + 1}),
+            ):
+                out[key] = writer_end_to_end(db, n, **options)
+                with connect(db, autocommit=True) as conn:
+                    conn.execute("TRUNCATE chain_history")
+        if "overhead" in parts:
+            caller = out["caller_us_per_step"] = caller_cost(10_000)
+            for key, chains, steps in (
+                ("overhead_70us_steps", 1_500, [cpu_step(2_000)] * 6),
+                ("overhead_700us_steps", 150, [cpu_step(20_000)] * 6),
+                ("overhead_agent_like", 60, agent_like_steps()),
+            ):
+                result = out[key] = overhead(db, chains, steps, rounds)
+                result["accounted_overhead_pct"] = (
+                    (caller["median_us_per_step"] + result["writer_thread_cpu_us_per_event"])
+                    / result["median_step_us"]
+                    * 100
+                )
     finally:
         drop_db(url, name)
     return out
@@ -208,11 +292,15 @@ def agent_like_steps() -> list[Callable[[], object]]:
     """Per-step work shaped like the agent's bar chain (see BENCHMARKS.md, serving and the
     agent): collector 0.2 ms CPU, validator 3 ms CPU, prediction a 10 ms wait (the HTTP
     round trip) after 0.1 ms CPU, decision 0.05 ms, risk 0.1 ms, execution a 1 ms wait."""
-    prediction_cpu = cpu_step(300)
+
+    def prediction() -> None:
+        work(300)
+        time.sleep(0.010)
+
     return [
         cpu_step(5_500),
         cpu_step(80_000),
-        lambda: (prediction_cpu(), time.sleep(0.010)),
+        prediction,
         cpu_step(1_400),
         cpu_step(2_800),
         wait_step(0.001),
@@ -271,47 +359,78 @@ def caller_cost(chains: int) -> dict[str, float]:
     }
 
 
-def overhead(db: str, chains: int, steps: Sequence[Callable[[], object]]) -> dict[str, Any]:
-    """Chains of ``steps``; tracing off vs on, 7 alternating rounds each."""
+def _writer_thread_cpu() -> Callable[[], float]:
+    """The chain writer thread's CPU seconds so far (its thread clock)."""
+    [thread] = [t for t in threading.enumerate() if t.name == "chain-writer"]
+    assert thread.ident is not None
+    clock = time.pthread_getcpuclockid(thread.ident)
+    return lambda: time.clock_gettime(clock)
 
-    def off() -> tuple[float, float]:
+
+def overhead(
+    db: str,
+    chains: int,
+    steps: Sequence[Callable[[], object]],
+    rounds: int,
+    **writer_options: Any,
+) -> dict[str, Any]:
+    """Chains of ``steps``; tracing off vs on, ``rounds`` alternating pairs."""
+
+    def off() -> tuple[float, float, float]:
         t, c = time.perf_counter(), time.process_time()
         for _ in range(chains):
             for step in steps:
                 step()
-        return time.perf_counter() - t, time.process_time() - c
+        return time.perf_counter() - t, time.process_time() - c, 0.0
 
-    with tempfile.TemporaryDirectory() as spool, ChainWriter(db, spool_dir=Path(spool)) as w:
+    with (
+        tempfile.TemporaryDirectory() as spool,
+        chain_store.ChainWriter(db, spool_dir=Path(spool), **writer_options) as w,
+    ):
+        writer_cpu = _writer_thread_cpu()
 
-        def on() -> tuple[float, float]:
-            t, c = time.perf_counter(), time.process_time()
+        def on() -> tuple[float, float, float]:
+            t, c, wc = time.perf_counter(), time.process_time(), writer_cpu()
             for _ in range(chains):
                 _traced_chain(w, steps)
-            assert w.flush(120)  # the writer's work counts too
-            return time.perf_counter() - t, time.process_time() - c
+            loop_s, flush_wc = time.perf_counter() - t, writer_cpu()
+            assert w.flush(120)  # the writer's work on this round's events counts too
+            cpu_s, flush_cpu = time.process_time() - c, writer_cpu() - flush_wc
+            # Waiting for the last batch's I/O is not a cost of tracing (a loop that goes on
+            # overlaps it); the writer's CPU while it finishes is.
+            return loop_s + flush_cpu, cpu_s, writer_cpu() - wc
 
+        on()  # warm up: connection, staging table, first journal segment
         offs, ons = [], []
-        for _ in range(7):
+        for _ in range(rounds):
             offs.append(off())
             ons.append(on())
         stats = w.stats
     n_steps = chains * 6
-    best_off, best_on = min(o[0] for o in offs), min(o[0] for o in ons)
-    med_off, med_on = statistics.median(o[0] for o in offs), statistics.median(o[0] for o in ons)
-    cpu_off, cpu_on = min(o[1] for o in offs), min(o[1] for o in ons)
+    wall_off, wall_on = [o[0] for o in offs], [o[0] for o in ons]
+    med = statistics.median
+    ratios = [b / a for a, b in zip(wall_off, wall_on, strict=True)]
+    cpu_diffs = [b[1] - a[1] for a, b in zip(offs, ons, strict=True)]
+    cpu_off = med(o[1] for o in offs)
     return {
         "chains": chains,
-        "step_us": best_off / n_steps * 1e6,
-        "off_s": best_off,
-        "on_s": best_on,
-        "median_off_s": med_off,
-        "median_on_s": med_on,
-        "overhead_pct": (best_on / best_off - 1) * 100,
-        "overhead_us_per_step": (best_on - best_off) / n_steps * 1e6,
-        "median_overhead_pct": (med_on / med_off - 1) * 100,
-        "cpu_off_s": cpu_off,
-        "cpu_on_s": cpu_on,
-        "cpu_overhead_us_per_step": (cpu_on - cpu_off) / n_steps * 1e6,
+        "rounds": rounds,
+        "step_us": min(wall_off) / n_steps * 1e6,
+        "median_step_us": med(wall_off) / n_steps * 1e6,
+        "off_s": min(wall_off),
+        "on_s": min(wall_on),
+        "median_off_s": med(wall_off),
+        "median_on_s": med(wall_on),
+        "overhead_pct": (min(wall_on) / min(wall_off) - 1) * 100,
+        "median_overhead_pct": (med(wall_on) / med(wall_off) - 1) * 100,
+        "paired_median_overhead_pct": (med(ratios) - 1) * 100,
+        "paired_overhead_pct_quartiles": [
+            (q - 1) * 100 for q in statistics.quantiles(ratios, n=4)[::2]
+        ],
+        "overhead_us_per_step": (med(wall_on) - med(wall_off)) / n_steps * 1e6,
+        "cpu_overhead_pct": med(cpu_diffs) / cpu_off * 100,
+        "cpu_overhead_us_per_step": med(cpu_diffs) / n_steps * 1e6,
+        "writer_thread_cpu_us_per_event": med(o[2] for o in ons) / n_steps * 1e6,
         "events_written": stats.written,
         "events_dropped": stats.dropped,
     }
@@ -322,7 +441,10 @@ def main() -> None:
     ap.add_argument("--db", default=os.environ.get("CHAINTRADE_DB_URL"), required=False)
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--executemany-events", type=int, default=50_000)
-    ap.add_argument("--chains", type=int, default=2_000)
+    ap.add_argument("--copy-rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15, help="off/on pairs per overhead figure")
+    ap.add_argument("--parts", nargs="+", choices=("copy", "writer", "overhead"), default=PARTS)
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if not args.db:
         raise SystemExit("--db or CHAINTRADE_DB_URL is required")
@@ -331,10 +453,11 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} CPU, {platform.python_version()}",
         "load_average": os.getloadavg(),
         "events": args.events,
-        **bench(args.db, args.events, args.executemany_events, args.chains),
+        **bench(args.db, args),
+        "load_average_after": os.getloadavg(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -2,15 +2,38 @@
 
 ``ChainWriter.emit_record`` (what :class:`~chaintrade.chain.ChainContext` calls) only
 appends the event's list to a deque: no lock, no serialization on the caller's thread. A
-background thread gives each batch its ids, encodes it to JSON lines in one msgspec call,
-journals it, and COPYs the lines into a temporary ``jsonb`` staging table from which
-``INSERT ... ON CONFLICT DO NOTHING`` fills ``chain_history`` (keyed by ``event_id``, so
-replays are idempotent); PostgreSQL, not the interpreter, takes the JSON apart.
+background thread gives each batch its ids, encodes it to JSON lines in one msgspec call
+and journals them. Then it sends the batch one of two ways, both exactly once
+(``chain_history`` is keyed by ``event_id``):
+
+- the JSON way: the lines are COPYed into a temporary staging table and ``INSERT ... ON
+  CONFLICT DO NOTHING`` fills ``chain_history`` from it (casts truncate over-long names).
+  PostgreSQL takes the JSON apart: the least CPU in this process (~0.2 µs per event), the
+  most in the database. Small batches, the ones that a refused binary COPY falls back to,
+  and spooled events go this way.
+- binary ``COPY`` straight into ``chain_history`` (typed columns; PostgreSQL parses only
+  the four ``jsonb`` values): about 1.7x the rows per second of the JSON way, for ~2 µs
+  more CPU per event here. Full batches (``binary_min_batch`` events, by default
+  ``batch_size``: the writer is falling behind) go this way. A batch that meets a stored
+  id (an event emitted twice), an over-long name or any row the binary path refuses is
+  rolled back whole and sent the JSON way instead.
+
 While the database is unreachable, batches are appended to segment files under
 ``<spool_dir>/chain_events`` (one ``<crc32> <json>`` line per event, fsync'd) and replayed
 in order when it answers again. Spool lines that fail their checksum are moved to
 ``quarantine.jsonl``; events the database refuses as invalid data go to
 ``rejected.jsonl``. Both are counted.
+
+Journal fsync policy (``journal_fsync``, setting ``CHAINTRADE_CHAIN_JOURNAL_FSYNC``), for
+the batch in flight between the thread taking it and the database committing it:
+
+- ``True`` (default): each batch's journal block is fsync'd before the batch is sent, so
+  it survives a crash of the process *and* of the OS (power loss).
+- ``False``: the block is only written to the OS (its page cache) before the batch is
+  sent. That survives ``kill -9`` and any crash of the process, not an OS crash or power
+  loss while the batch is in flight. Batches the database did not take are fsync'd before
+  they count as spooled either way, so what ``flush()`` acknowledges is durable under
+  both policies.
 """
 
 from __future__ import annotations
@@ -21,6 +44,7 @@ import json
 import logging
 import math
 import os
+import struct
 import sys
 import threading
 import time
@@ -38,6 +62,7 @@ from typing import IO, Any
 import msgspec
 import psycopg
 from psycopg import pq
+from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 
 from chaintrade.chain import ChainEvent, Record, new_id_int
@@ -46,6 +71,20 @@ from chaintrade.errors import ChaintradeError, DataValidationError
 from chaintrade.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    'event_id, chain_id, request_id, service_name, event_type, "timestamp", duration_ms, '
+    "endpoint, user_id, metadata, error_context, dependencies, performance_metrics"
+)
+# Fresh batches: one binary COPY of the Record lists as they are (see copy_records).
+_COPY_BINARY = f"COPY chain_history ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_BINARY_TYPES = [  # as oids: set_types resolves names in Python on every call
+    psycopg.adapters.types[name].oid
+    for name in (
+        *("uuid", "uuid", "uuid", "text", "text", "timestamptz", "float8", "text", "text"),
+        *("jsonb", "jsonb", "jsonb", "jsonb"),
+    )
+]
 
 # The staging table holds one event per row as the JSON array of its Record (see
 # chaintrade.chain.Record). CSV with a delimiter and quote that JSON text never contains
@@ -57,16 +96,14 @@ _COPY_STAGE = (
     "COPY chain_history_json (doc) FROM STDIN (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
 )
 # Explicit varchar(n) casts truncate over-long strings instead of failing the batch.
-_INSERT_FROM_STAGE = """
-INSERT INTO chain_history (event_id, chain_id, request_id, service_name, event_type,
-    "timestamp", duration_ms, endpoint, user_id, metadata, error_context, dependencies,
-    performance_metrics)
+_INSERT_FROM_STAGE = f"""
+INSERT INTO chain_history ({_COLUMNS})
 SELECT (doc->>0)::uuid, (doc->>1)::uuid, (doc->>2)::uuid,
     (doc->>3)::varchar(100), (doc->>4)::varchar(50),
     TIMESTAMPTZ 'epoch' + ((doc->>5)::bigint / 1000) * INTERVAL '1 microsecond',
     (doc->>6)::float8, (doc->>7)::varchar(255), (doc->>8)::varchar(100),
-    coalesce(nullif(doc->9, 'null'), '{}'), nullif(doc->10, 'null'),
-    coalesce(nullif(doc->11, 'null'), '[]'), coalesce(nullif(doc->12, 'null'), '{}')
+    coalesce(nullif(doc->9, 'null'), '{{}}'), nullif(doc->10, 'null'),
+    coalesce(nullif(doc->11, 'null'), '[]'), coalesce(nullif(doc->12, 'null'), '{{}}')
 FROM chain_history_json
 ON CONFLICT DO NOTHING
 """
@@ -232,6 +269,106 @@ def _parse_segment(lines: Sequence[bytes]) -> tuple[list[bytes], list[tuple[int,
 # ----------------------------------------------------------------- database writes
 
 
+_UUID = uuid.UUID
+_fromhex = bytes.fromhex
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, where binary timestamps count from
+_pack_int8 = struct.Struct("!q").pack
+_encode_json = _ENCODER.encode
+
+
+class _RecordUuidDumper(Dumper):
+    """Binary ``uuid`` of a Record's id: a UUID, or a string (the writer's ids are 32 hex)."""
+
+    format = pq.Format.BINARY
+    oid = psycopg.adapters.types["uuid"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        if type(obj) is _UUID:
+            return obj.bytes
+        return _fromhex(obj) if len(obj) == 32 else _UUID(obj).bytes
+
+
+class _RecordTimestampDumper(Dumper):
+    """Binary ``timestamptz`` of a Record's nanoseconds since the Unix epoch."""
+
+    format = pq.Format.BINARY
+    oid = psycopg.adapters.types["timestamptz"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return _pack_int8(obj // 1000 - _PG_EPOCH_US)
+
+
+class _RecordJsonbDumper(Dumper):
+    """Binary ``jsonb`` (version byte 1, then the text) of a value, encoded by msgspec."""
+
+    format = pq.Format.BINARY
+    oid = psycopg.adapters.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + _encode_json(obj)
+
+
+_RECORD_DUMPERS = (_RecordUuidDumper, _RecordTimestampDumper, _RecordJsonbDumper)
+# What makes the binary path refuse a batch (that then goes the idempotent JSON way): a
+# stored id or a NULL where the table has none (IntegrityError), an over-long or invalid
+# value (DataError), or a value of a type the dumpers above do not take.
+_BINARY_REFUSALS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+    struct.error,
+    msgspec.EncodeError,
+)
+
+
+def copy_records(conn: psycopg.Connection[Any], records: Sequence[Record]) -> None:
+    """Binary COPY of records straight into ``chain_history``, all or nothing.
+
+    Raises (and writes none of them) when any id is already stored or any value does not
+    fit; :func:`write_records` then takes the idempotent way. In an autocommit connection
+    the COPY is its own transaction (two round trips); otherwise it runs in a
+    (sub)transaction of its own.
+    """
+    if not records:
+        return
+    alone = conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE
+    with contextlib.nullcontext() if alone else conn.transaction(), conn.cursor() as cur:
+        for dumper in _RECORD_DUMPERS:  # by oid only: what set_types looks up, nothing else
+            cur.adapters.register_dumper(None, dumper)
+        with cur.copy(_COPY_BINARY) as copy:
+            copy.set_types(_BINARY_TYPES)
+            deque(map(copy.write_row, records), maxlen=0)  # a C-level loop
+
+
+def _copied(conn: psycopg.Connection[Any], records: Sequence[Record]) -> bool:
+    """:func:`copy_records`; False when it refused the batch (nothing of it written)."""
+    try:
+        copy_records(conn, records)
+    except _BINARY_REFUSALS:
+        return False
+    return True
+
+
+def write_records(
+    conn: psycopg.Connection[Any], records: Sequence[Record], blob: bytes | None = None
+) -> int:
+    """Write records (ids set) exactly once; return the rows newly inserted.
+
+    Binary COPY first (:func:`copy_records`); when it refuses the batch, the JSON lines
+    (``blob``, or encoded here) go through :func:`write_ndjson`, which skips stored ids.
+    """
+    if _copied(conn, records):
+        return len(records)
+    if blob is None:
+        blob, bad = encode_records(records)
+        if bad:
+            raise DataValidationError(f"{len(bad)} event(s) cannot be serialized: {bad[0][1]}")
+    return write_ndjson(conn, blob)
+
+
 def write_ndjson(conn: psycopg.Connection[Any], blob: bytes, *, create_stage: bool = True) -> int:
     """COPY newline-delimited JSON records into ``chain_history`` in one transaction.
 
@@ -261,7 +398,7 @@ def write_payloads(conn: psycopg.Connection[Any], payloads: Sequence[bytes]) -> 
 
 def write_events(conn: psycopg.Connection[Any], events: Iterable[ChainEvent]) -> int:
     """Write events synchronously (idempotent by ``event_id``); return rows newly inserted."""
-    return write_payloads(conn, event_payloads(events))
+    return write_records(conn, [e.record() for e in events])
 
 
 def _write_isolating(
@@ -352,6 +489,7 @@ class Journal:
     path: Path
     fh: IO[bytes]
     size: int
+    synced: bool = True  # every block written so far is fsync'd
 
 
 class Spool:
@@ -461,10 +599,11 @@ class Spool:
         self._bytes += len(data)
         return kept, dropped
 
-    def journal(self, blob: bytes, count: int) -> Journal | None:
+    def journal(self, blob: bytes, count: int, *, fsync: bool = True) -> Journal | None:
         """Append a batch (NDJSON of ``count`` events) as one checksummed block to this
-        spool's journal segment (created and locked on first use) and fsync it, before the
-        batch goes to the database.
+        spool's journal segment (created and locked on first use) before the batch goes to
+        the database; fsync it unless ``fsync`` is False (written to the OS only: safe from
+        a crash of the process, not of the OS; see the module's fsync policy).
 
         ``None`` when the spool is full (the events then go unjournaled). Finish with
         :meth:`release`. Blocks already committed stay in the segment until it is rotated
@@ -479,15 +618,20 @@ class Spool:
             journal = self._journal = Journal(path, os.fdopen(fd, "ab"), 0)
         journal.fh.write(data)
         journal.fh.flush()
-        os.fsync(journal.fh.fileno())
+        if fsync:
+            os.fsync(journal.fh.fileno())
+        journal.synced = fsync
         journal.size += len(data)
         self._others += len(data)
         return journal
 
     def release(self, journal: Journal, *, keep: bool) -> None:
         """After the journaled batch: committed (``keep=False``; the segment is deleted
-        once it is big) or not (``keep=True``: the segment is unlocked for replay)."""
+        once it is big) or not (``keep=True``: the segment is fsync'd if it was not, and
+        unlocked for replay)."""
         if keep:
+            if not journal.synced:
+                os.fsync(journal.fh.fileno())
             journal.fh.close()
             self._journal = None
         elif journal.size >= min(_JOURNAL_ROTATE_BYTES, self.max_bytes // 4):
@@ -636,15 +780,21 @@ class ChainWriter:
     ``emit`` never blocks on the database; beyond ``max_queue`` queued events new ones
     are dropped and counted (the thread spools at disk speed, so this means overload).
 
-    Durability: with ``journal`` (default) every batch is fsync'd to its own spool segment
-    before it is sent, and the segment is deleted once the database has committed it, so
-    a crash (even ``kill -9``) at any point after the writer thread took a batch loses
-    nothing: the next writer (or :func:`replay_spool`) replays it and the ``event_id``
-    key drops what had already landed. ``flush()`` returning True is the acknowledgement;
-    events emitted but not yet taken by the thread (at most ``flush_interval_s`` or
-    ``batch_size`` events) live only in memory. The spool is capped at
-    ``spool_max_bytes`` (policy: see :class:`Spool`); events refused by a full spool are
-    counted in ``dropped`` and ``spool_full``, batches sent unjournaled in ``unjournaled``.
+    Durability: with ``journal`` (default) every batch is written to its own spool segment
+    before it is sent (fsync'd too unless ``journal_fsync`` is False; None reads the
+    ``chain_journal_fsync`` setting; see the module's fsync policy), and the segment is
+    deleted once the database has committed it, so a crash (even ``kill -9``) at any
+    point after the writer thread took a batch loses nothing: the next writer (or
+    :func:`replay_spool`) replays it and the ``event_id`` key drops what had already
+    landed. ``flush()`` returning True is the acknowledgement; events emitted but not yet
+    taken by the thread (at most ``flush_interval_s`` or ``batch_size`` events) live only
+    in memory. The spool is capped at ``spool_max_bytes`` (policy: see :class:`Spool`);
+    events refused by a full spool are counted in ``dropped`` and ``spool_full``, batches
+    sent unjournaled in ``unjournaled``.
+
+    Batches of at least ``binary_min_batch`` events (default ``batch_size``) are sent by
+    binary COPY, smaller ones the JSON way (see the module docstring): the traced process
+    pays least while the database keeps up, the database takes most when it does not.
     """
 
     def __init__(
@@ -660,6 +810,8 @@ class ChainWriter:
         connect_timeout_s: float = 3.0,
         max_batch: int = 20_000,
         journal: bool = True,
+        journal_fsync: bool | None = None,
+        binary_min_batch: int | None = None,
         spool_max_bytes: int = 1 << 30,
         spool_full_policy: str = "drop_newest",
     ) -> None:
@@ -668,7 +820,11 @@ class ChainWriter:
             _spool_directory(spool_dir), max_bytes=spool_max_bytes, full_policy=spool_full_policy
         )
         self._journal = journal
+        self._journal_fsync = (
+            get_settings().chain_journal_fsync if journal_fsync is None else journal_fsync
+        )
         self._max_batch = max(max_batch, batch_size)
+        self._binary_min_batch = batch_size if binary_min_batch is None else binary_min_batch
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._max_queue = max_queue
@@ -852,18 +1008,21 @@ class ChainWriter:
         if conn is None:
             self._spool_payloads(_split(blob))
             return
-        journal = self._spool.journal(blob, n) if self._journal else None
+        fsync = self._journal_fsync
+        journal = self._spool.journal(blob, n, fsync=fsync) if self._journal else None
         if self._journal and journal is None:
             self._count("unjournaled", n)
         rejected: list[int] = []
         try:
-            _write_isolating(
-                conn,
-                (),
-                lambda p, why: self._reject(p, why, rejected),
-                blob,
-                create_stage=False,  # made when the connection was opened
-            )
+            binary = not unencodable and len(batch) >= self._binary_min_batch
+            if not (binary and _copied(conn, batch)):  # the JSON way
+                _write_isolating(
+                    conn,
+                    (),
+                    lambda p, why: self._reject(p, why, rejected),
+                    blob,
+                    create_stage=False,  # made when the connection was opened
+                )
         except (psycopg.Error, ChaintradeError) as exc:
             self._went_offline(exc)
             # Events already committed are ignored on replay.
@@ -992,6 +1151,7 @@ __all__ = [
     "Spool",
     "WriterStats",
     "chain_events",
+    "copy_records",
     "count_chains",
     "count_events",
     "encode_records",
@@ -1001,4 +1161,5 @@ __all__ = [
     "write_events",
     "write_ndjson",
     "write_payloads",
+    "write_records",
 ]

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     airflow_password: SecretStr | None = Field(
         default=None, description="Unset: read var/airflow's generated simple-auth password file."
     )
+    chain_journal_fsync: bool = Field(
+        default=True,
+        description=(
+            "Chain writer: fsync each batch's journal block before sending it (survives an OS "
+            "crash or power loss); false only writes it to the OS (survives kill -9, not an "
+            "OS crash while the batch is in flight). See chaintrade.chain_store."
+        ),
+    )
 
     @field_validator("home", "feature_repo")
     @classmethod

@@ -122,8 +122,13 @@ class Proxy:
         self._listener.close()
 
 
+@pytest.mark.parametrize(
+    ("journal_fsync", "binary_min_batch"),
+    [(True, None), (False, 1)],
+    ids=["journal-fsync-json-copy", "journal-write-binary-copy"],
+)
 def test_database_down_during_a_100_events_per_second_run_then_back_lands_each_once(
-    clean_db: str, tmp_path: Path
+    clean_db: str, tmp_path: Path, journal_fsync: bool, binary_min_batch: int | None
 ) -> None:
     proxy = Proxy(clean_db)
     sent: list[ChainEvent] = []
@@ -135,6 +140,8 @@ def test_database_down_during_a_100_events_per_second_run_then_back_lands_each_o
             retry_interval_s=0.1,
             max_retry_interval_s=0.2,
             connect_timeout_s=1,
+            journal_fsync=journal_fsync,
+            binary_min_batch=binary_min_batch,
         ) as writer:
             t0 = datetime.now(UTC)
             started = time.monotonic()
@@ -178,12 +185,14 @@ _KILLED_WRITER = textwrap.dedent(
     from chaintrade.chain import ChainEvent
     from chaintrade.chain_store import ChainWriter
 
-    url, spool = sys.argv[1], Path(sys.argv[2])
+    url, spool, fsync = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "fsync"
+    binary_min_batch = int(sys.argv[4])
     t0 = datetime(2024, 6, 1, tzinfo=UTC)
     def batch(n, offset):
         return [ChainEvent(uuid.uuid4(), uuid.uuid4(), "risk", "complete",
                            t0 + timedelta(milliseconds=offset + i), 1.0) for i in range(n)]
-    w = ChainWriter(url, spool_dir=spool, batch_size=5000, flush_interval_s=60)
+    w = ChainWriter(url, spool_dir=spool, batch_size=5000, flush_interval_s=60,
+                    journal_fsync=fsync, binary_min_batch=binary_min_batch)
     first = batch(500, 0)
     for e in first:
         w.emit(e)
@@ -200,11 +209,26 @@ _KILLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize(
+    ("policy", "binary_min_batch"),
+    [("fsync", 1), ("write", 5000)],
+    ids=["journal-fsync-binary-copy", "journal-write-json-copy"],
+)
 def test_kill_9_during_a_flush_loses_nothing_and_doubles_nothing(
-    clean_db: str, tmp_path: Path
+    clean_db: str, tmp_path: Path, policy: str, binary_min_batch: int
 ) -> None:
+    """Under either journal policy (kill -9 leaves the page cache, which the OS keeps) and
+    either way to the database."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, clean_db, str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            _KILLED_WRITER,
+            clean_db,
+            str(tmp_path),
+            policy,
+            str(binary_min_batch),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -220,16 +244,15 @@ def test_kill_9_during_a_flush_loses_nothing_and_doubles_nothing(
             kind, *second = proc.stdout.readline().split()
             assert kind == "flushing" and len(second) == 700
 
-            def insert_is_waiting() -> bool:
+            def write_is_waiting() -> bool:  # the batch's COPY (or INSERT) is blocked
                 with connect(clean_db) as probe:
                     row = probe.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock'"
-                        " AND query ILIKE '%%INSERT INTO chain_history%%'"
+                        " AND wait_event_type = 'Lock' AND query ILIKE '%%chain_history%%'"
                     ).fetchone()
                 return bool(row and row[0])
 
-            wait_for(insert_is_waiting)
+            wait_for(write_is_waiting)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             locker.rollback()  # releases the lock; the killed insert was never committed

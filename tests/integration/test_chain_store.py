@@ -10,16 +10,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from chaintrade.chain import ChainContext, ChainEvent, Dependency
 from chaintrade.chain_store import (
     ChainWriter,
     chain_events,
+    copy_records,
     count_chains,
     count_events,
     replay_spool,
     write_events,
+    write_records,
 )
 from chaintrade.db import connect
 
@@ -106,9 +109,12 @@ def test_write_events_round_trips_every_column_and_is_idempotent(clean_db: str) 
     assert row["error_context"] == {"type": "TimeoutError", "message": "slow"}
 
 
-def test_writer_writes_each_event_exactly_once(clean_db: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("binary_min_batch", [1, None], ids=["binary", "json"])
+def test_writer_writes_each_event_exactly_once(
+    clean_db: str, tmp_path: Path, binary_min_batch: int | None
+) -> None:
     events = make_events(2_345, chains=7)
-    with ChainWriter(clean_db, spool_dir=tmp_path) as writer:
+    with ChainWriter(clean_db, spool_dir=tmp_path, binary_min_batch=binary_min_batch) as writer:
         for event in events:
             writer.emit(event)
         assert writer.flush(30)
@@ -256,3 +262,50 @@ def test_close_spools_what_is_left_when_the_database_is_down(tmp_path: Path) -> 
     assert writer.stats.spooled == 10
     writer.emit(make_events(1)[0])  # after close: counted, never raises
     assert writer.stats.dropped == 1
+
+
+def test_binary_copy_is_all_or_nothing_and_write_records_then_skips_stored_ids(
+    clean_db: str,
+) -> None:
+    records = [e.record() for e in make_events(50)]
+    with connect(clean_db, autocommit=True) as conn:
+        copy_records(conn, records[:20])
+        assert count_events(clean_db) == 20
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            copy_records(conn, records[10:30])  # ten of them are stored
+        assert count_events(clean_db) == 20  # none of the refused batch landed
+        assert write_records(conn, records) == 30  # the idempotent way
+        assert write_records(conn, records) == 0
+    assert count_events(clean_db) == 50
+
+
+def test_a_batch_the_binary_copy_refuses_lands_whole_the_idempotent_way(
+    clean_db: str, tmp_path: Path
+) -> None:
+    events = make_events(30)
+    long = ChainEvent(
+        chain_id=events[0].chain_id,
+        request_id=uuid.uuid4(),
+        service_name="s" * 150,  # longer than chain_history.service_name
+        event_type="complete",
+        timestamp=datetime(2024, 3, 1, 13, 0, tzinfo=UTC),
+        endpoint="/" + "e" * 300,
+    )
+    bare = long.record()  # no metadata, dependencies or metrics at all
+    bare[0], bare[3], bare[7], bare[9], bare[11], bare[12] = None, "risk", None, None, None, None
+    with ChainWriter(
+        clean_db, spool_dir=tmp_path, flush_interval_s=60, binary_min_batch=1
+    ) as writer:
+        for event in [*events, long, events[3]]:  # events[3] twice
+            writer.emit(event)
+        writer.emit_record(bare)
+        assert writer.flush(10)
+        stats = writer.stats
+    assert (stats.rejected, stats.spooled, stats.dropped) == (0, 0, 0)
+    rows = {r["event_id"]: r for r in chain_events(clean_db, events[0].chain_id)}
+    assert len(rows) == 32 and count_events(clean_db) == 32
+    assert rows[long.event_id]["service_name"] == "s" * 100
+    assert rows[long.event_id]["endpoint"] == ("/" + "e" * 300)[:255]
+    [stored_bare] = [r for r in rows.values() if r["service_name"] == "risk"]
+    assert (stored_bare["metadata"], stored_bare["dependencies"]) == ({}, [])
+    assert stored_bare["performance_metrics"] == {}
