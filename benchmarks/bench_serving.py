@@ -133,6 +133,7 @@ def main() -> None:
             }
     results["floor_in_process"] = floor(settings, bars[: min(len(bars), 200)])
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    results["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine
     path = HERE / "results" / args.out
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -3,35 +3,45 @@
     python benchmarks/serving_load.py URL RATE BARS_JSON OUT_JSON [CONNECTIONS]
 
 Sends each bar once, in order, open-loop at RATE requests/s (0: as fast as possible) over
-one reused connection, and writes per-request latencies (ms) and status codes. With
+one reused HTTP/1.1 connection (``http.client``, as the agent's ServingClient: each request
+in one write, so no Nagle/delayed-ACK stall), and writes per-request latencies (ms) and
+status codes. With
 CONNECTIONS > 1 (unpaced only) the bars are split by symbol over that many connections,
 each sending its symbols' bars in time order, so several requests are in flight at once.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 
 def send(url: str, bars: list[dict[str, Any]], interval: float) -> tuple[list[float], list[int]]:
     latencies, statuses = [], []
-    with httpx.Client(base_url=url, timeout=10.0) as client:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10.0)
+    headers = {"Content-Type": "application/json"}
+    try:
         started = time.perf_counter()
         for i, bar in enumerate(bars):
             pause = started + i * interval - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
+            body = json.dumps({"bar": bar}).encode()
             t0 = time.perf_counter()
-            response = client.post("/predict", json={"bar": bar})
+            conn.request("POST", "/predict", body, headers)
+            response = conn.getresponse()
+            response.read()
             latencies.append((time.perf_counter() - t0) * 1e3)
-            statuses.append(response.status_code)
+            statuses.append(response.status)
+    finally:
+        conn.close()
     return latencies, statuses
 
 

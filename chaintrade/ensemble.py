@@ -1,11 +1,13 @@
 """The ensemble: XGBoost members, each weighted by its validation confidence.
 
 prediction = Σ pᵢ·cᵢ / Σ cᵢ over the members, confidence = mean cᵢ (the seed's formula).
-Members are native boosters (``inplace_predict``), never a DMatrix on the hot path.
+Members are native boosters (``inplace_predict``), never a DMatrix on the hot path; one
+row (serving) goes straight to XGBoost's C prediction call (:meth:`Member.predict_row`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +18,18 @@ import numpy as np
 import pandas as pd
 
 MANIFEST = "manifest.json"
+# What ``Booster.inplace_predict`` sends by default: values (not margins), every tree.
+_PREDICT_ARGS = json.dumps(
+    {
+        "type": 0,
+        "training": False,
+        "iteration_begin": 0,
+        "iteration_end": 0,
+        "missing": float("nan"),
+        "strict_shape": False,
+        "cache_id": 0,
+    }
+).encode()
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,42 @@ class Member:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         values = frame[list(self.spec.features)].to_numpy(dtype=np.float64)
         return np.asarray(self.booster.inplace_predict(values), dtype=np.float64)
+
+    def predict_row(self, row: np.ndarray) -> float:
+        """P(up) for one row (``spec.features`` order), equal to ``inplace_predict``'s.
+
+        The same C call ``inplace_predict`` ends in, without its per-call Python work
+        (input type dispatch, a class built per call, JSON of the arguments): ~3x cheaper
+        on one row. Thread-safe like ``inplace_predict`` (the output buffer is per thread).
+        """
+        from xgboost import core
+
+        data = np.ascontiguousarray(row, dtype=np.float64)
+        if data.ndim != 1 or data.shape[0] != len(self.spec.features):
+            raise ValueError(
+                f"{self.spec.name} takes {len(self.spec.features)} features, got {data.shape}"
+            )
+        interface = (
+            b'{"data":[%d,true],"shape":[1,%d],"strides":null,"typestr":"<f8","version":3}'
+            % (data.ctypes.data, data.shape[0])
+        )
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        dims = ctypes.c_uint64()
+        preds = ctypes.POINTER(ctypes.c_float)()
+        core._check_call(
+            core._LIB.XGBoosterPredictFromDense(
+                self.booster.handle,
+                interface,
+                _PREDICT_ARGS,
+                None,
+                ctypes.byref(shape),
+                ctypes.byref(dims),
+                ctypes.byref(preds),
+            )
+        )
+        if dims.value != 1 or shape[0] != 1:  # one probability per row (binary:logistic)
+            raise ValueError(f"{self.spec.name} answered shape {list(shape[: dims.value])}")
+        return float(preds[0])
 
 
 def combine(probabilities: np.ndarray, confidences: np.ndarray) -> np.ndarray:
@@ -86,10 +136,7 @@ class Ensemble:
         """One row in ``features`` order → (ensemble P(up), member P(up)s): the serving path."""
         row = np.asarray(vector, dtype=np.float64).reshape(1, -1)
         index = {name: i for i, name in enumerate(self.features)}
-        probs = []
-        for m in self.members:
-            cols = [index[f] for f in m.spec.features]
-            probs.append(float(m.booster.inplace_predict(row[:, cols])[0]))
+        probs = [m.predict_row(row[0, [index[f] for f in m.spec.features]]) for m in self.members]
         weights = np.array([m.confidence for m in self.members])
         return float(combine(np.array(probs)[:, None], weights)[0]), probs
 

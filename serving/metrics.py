@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client.metrics import MetricWrapperBase
 
 
 def follow_multiprocess_mode() -> bool:
@@ -47,3 +48,14 @@ MODEL_VERSION = Gauge(
     multiprocess_mode="livemax",
 )
 RELOADS = Counter("chaintrade_serving_model_reloads_total", "Champion hot reloads.", ["status"])
+
+_STAGES: dict[tuple[str, str], MetricWrapperBase] = {}
+
+
+def observe_stage(endpoint: str, stage: str, seconds: float) -> None:
+    """``STAGE_SECONDS.labels(endpoint, stage).observe(seconds)`` with the child kept here
+    (``labels`` costs a lock and label checks on every call of the hot path)."""
+    child = _STAGES.get((endpoint, stage))
+    if child is None:
+        child = _STAGES.setdefault((endpoint, stage), STAGE_SECONDS.labels(endpoint, stage))
+    child.observe(seconds)  # type: ignore[attr-defined]

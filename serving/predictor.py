@@ -23,14 +23,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from chaintrade.chain import ChainContext, StepTrace
-from chaintrade.ensemble import Ensemble, combine
+from chaintrade.ensemble import Ensemble
 from chaintrade.errors import FatalError, ModelNotFound, RetryableError
 from chaintrade.feature_store import FEATURE_SERVICES, open_store
 from chaintrade.features import (
@@ -51,7 +51,9 @@ from serving.settings import ServingSettings
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "serving"
-CLOCK_SKEW = pd.Timedelta(minutes=1)  # a closed bar may look up to this far in the future
+CLOCK_SKEW_NS = 60 * 10**9  # a closed bar may look up to this far (1 min) in the future
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class NotEnoughHistory(FatalError):
@@ -109,15 +111,18 @@ class ChampionModel:
     name: str
     version: str
     ensemble: Ensemble
-    columns: tuple[tuple[int, ...], ...] = field(default=())  # per member, into ``features``
+    columns: tuple[np.ndarray, ...] = field(default=())  # per member, indices into ``features``
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # ``features`` as indices into an ``OnlineFeatures`` row; None if one is not computed there.
     online_index: np.ndarray | None = None
+    confidence: float = 0.0  # the ensemble's (mean of the members'), computed once
 
     @classmethod
     def from_ensemble(cls, name: str, version: str, ensemble: Ensemble) -> ChampionModel:
         index = {f: i for i, f in enumerate(ensemble.features)}
-        columns = tuple(tuple(index[f] for f in m.spec.features) for m in ensemble.members)
+        columns = tuple(
+            np.array([index[f] for f in m.spec.features], dtype=np.intp) for m in ensemble.members
+        )
         weights = np.array([m.confidence for m in ensemble.members], dtype=np.float64)
         computed = {f: i for i, f in enumerate(feature_columns(ensemble.timeframe))}
         online_index = (
@@ -125,7 +130,7 @@ class ChampionModel:
             if all(f in computed for f in ensemble.features)
             else None
         )
-        return cls(name, version, ensemble, columns, weights, online_index)
+        return cls(name, version, ensemble, columns, weights, online_index, ensemble.confidence)
 
     @classmethod
     def load(cls, settings: Settings) -> ChampionModel:
@@ -137,13 +142,21 @@ class ChampionModel:
             )
         return cls.from_ensemble(settings.model_name, version, load_ensemble(settings, version))
 
+    def combine(self, probabilities: list[float]) -> float:
+        """``chaintrade.ensemble.combine`` for one row, in Python floats (same order of
+        operations, so the same float), without numpy's per-call overhead."""
+        weights = self.weights.tolist()
+        total = 0.0
+        for p, w in zip(probabilities, weights, strict=True):
+            total += w * p
+        weight = sum(weights)
+        if weight <= 0:
+            raise ModelUnavailable(f"champion v{self.version}: member confidences sum to zero")
+        return total / weight
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.ensemble.features
-
-    @property
-    def confidence(self) -> float:
-        return self.ensemble.confidence
 
     @property
     def timeframe(self) -> str:
@@ -223,7 +236,7 @@ def _stage(
             yield trace
     elapsed = time.perf_counter() - started
     timings[name] = elapsed * 1e3
-    metrics.STAGE_SECONDS.labels(endpoint, name.split(":")[0]).observe(elapsed)
+    metrics.observe_stage(endpoint, name.split(":")[0], elapsed)
 
 
 class Predictor:
@@ -270,25 +283,23 @@ class Predictor:
         started = time.perf_counter()
         model = self.model
         self._check_timeframe(bar.timeframe, model)
-        self._check_closed(bar)
+        open_ns, close_ns = self._check_closed(bar)
         timings: dict[str, float] = {}
         with _stage(chain, "features", timings, "/predict") as trace:
             with self._lock(bar.symbol, bar.timeframe):
-                row, n_bars = self._advance(bar)
+                row, n_bars = self._advance(bar, open_ns)
             if row is None:
                 # Recursive indicators (EMA, Wilder) equal the batch values only after this.
                 raise NotEnoughHistory(
                     f"{bar.symbol} has {n_bars} closed {bar.timeframe} bars; the features "
                     f"need {LOOKBACK_BARS} to equal the batch values — send more history first"
                 )
-            feature_ts = (
-                pd.Timestamp(bar.time).tz_convert("UTC") + to_timeframe(bar.timeframe).duration
-            )
+            feature_ts = pd.Timestamp(close_ns, tz="UTC")
             vector = self._vector_from_row(row, model)
             if chain is not None:
                 trace.metadata.update(symbol=bar.symbol, feature_timestamp=feature_ts.isoformat())
         if self.writer is not None:
-            self.writer.submit(bar.symbol, bar.timeframe, feature_ts.value, row)
+            self.writer.submit(bar.symbol, bar.timeframe, close_ns, row)
         return self._answer(
             bar.symbol, bar.timeframe, model, vector, feature_ts, timings, started, chain,
             "/predict",
@@ -339,7 +350,7 @@ class Predictor:
             self.cache.put(key, hit)
         total = time.perf_counter() - started
         timings["total"] = total * 1e3
-        metrics.STAGE_SECONDS.labels(endpoint, "total").observe(total)
+        metrics.observe_stage(endpoint, "total", total)
         if not math.isfinite(hit.p_up):
             raise ModelUnavailable(f"champion v{model.version} answered {hit.p_up} for {symbol}")
         p_up = min(max(hit.p_up, 0.0), 1.0)
@@ -370,40 +381,39 @@ class Predictor:
         chain: ChainContext | None,
         endpoint: str,
     ) -> CachedPrediction:
-        row = vector.reshape(1, -1)
         members = model.ensemble.members
         if chain is None:  # no per-member events to record: one timed stage for the model
             with _stage(None, "model", timings, endpoint):
                 probs = [
-                    float(m.booster.inplace_predict(row[:, cols])[0])
+                    m.predict_row(vector[cols])
                     for m, cols in zip(members, model.columns, strict=True)
                 ]
-                p_up = float(combine(np.array(probs)[:, None], model.weights)[0])
+                p_up = model.combine(probs)
             return CachedPrediction(p_up, tuple(probs))
         probs = []
         for member, cols in zip(members, model.columns, strict=True):
             with _stage(chain, f"member:{member.spec.name}", timings, endpoint) as trace:
-                p = float(member.booster.inplace_predict(row[:, cols])[0])
+                p = member.predict_row(vector[cols])
                 trace.metadata.update(member=member.spec.name, model_version=model.version, p_up=p)
             probs.append(p)
         with _stage(chain, "ensemble", timings, endpoint) as trace:
-            p_up = float(combine(np.array(probs)[:, None], model.weights)[0])
+            p_up = model.combine(probs)
             trace.metadata.update(model_version=model.version, p_up=p_up)
         return CachedPrediction(p_up, tuple(probs))
 
     # -- features ---------------------------------------------------------------------
 
     @staticmethod
-    def _check_closed(bar: BarIn) -> None:
-        """Only closed bars: a future bar would move the symbol's state for good."""
-        try:
-            close = pd.Timestamp(bar.time) + to_timeframe(bar.timeframe).duration
-        except (OverflowError, ValueError) as exc:  # beyond pandas' nanosecond range
-            raise BarNotClosed(f"bar time {bar.time} is out of range: {exc}") from exc
-        if close > pd.Timestamp.now(tz="UTC") + CLOCK_SKEW:
+    def _check_closed(bar: BarIn) -> tuple[int, int]:
+        """Only closed bars (a future bar would move the symbol's state for good): the bar's
+        open and close as UTC nanoseconds, in integers (pandas costs ~0.1 ms here)."""
+        open_ns = (bar.time - _EPOCH) // _MICROSECOND * 1000
+        close_ns = open_ns + to_timeframe(bar.timeframe).minutes * 60 * 10**9
+        if close_ns > time.time_ns() + CLOCK_SKEW_NS:  # also every time beyond pandas' range
             raise BarNotClosed(
-                f"the {bar.timeframe} bar at {bar.time} closes at {close}, in the future"
+                f"the {bar.timeframe} bar at {bar.time.isoformat()} closes in the future"
             )
+        return open_ns, close_ns
 
     @staticmethod
     def _check_timeframe(timeframe: str, model: ChampionModel) -> None:
@@ -460,6 +470,10 @@ class Predictor:
 
     # -- bar buffers ------------------------------------------------------------------
 
+    def needs_history(self, symbol: str, timeframe: str) -> bool:
+        """True until the symbol's feature state exists: its next bar reads the lake first."""
+        return (symbol, timeframe) not in self._online
+
     def _lock(self, symbol: str, timeframe: str) -> threading.Lock:
         key = (symbol, timeframe)
         lock = self._locks.get(key)
@@ -468,7 +482,7 @@ class Predictor:
                 lock = self._locks.setdefault(key, threading.Lock())
         return lock
 
-    def _advance(self, bar: BarIn) -> tuple[np.ndarray | None, int]:
+    def _advance(self, bar: BarIn, open_ns: int) -> tuple[np.ndarray | None, int]:
         """The bar joins its symbol's online feature state: (its feature row or None, bars held)."""
         key = (bar.symbol, bar.timeframe)
         online = self._online.get(key)
@@ -476,7 +490,7 @@ class Predictor:
             online = self._online[key] = self._lake_history(bar)
         try:
             row = online.update(
-                pd.Timestamp(bar.time).value, bar.high, bar.low, bar.close,
+                open_ns, bar.high, bar.low, bar.close,
                 float(bar.tick_volume), float(bar.spread),
             )  # fmt: skip
         except ValueError as exc:

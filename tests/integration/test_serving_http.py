@@ -53,8 +53,10 @@ def server(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("bentoml") / "bentoml.log"
+    # The access log is on: the check for 5xx answers at the end reads it.
     env = child_env(home["settings"], **home["env"], CHAINTRADE_SERVING_RELOAD_INTERVAL_S="0.5",
-                    CHAINTRADE_SERVING_FEAST_PUSH_INTERVAL_S="0")  # fmt: skip
+                    CHAINTRADE_SERVING_FEAST_PUSH_INTERVAL_S="0",
+                    CHAINTRADE_SERVING_ACCESS_LOG="true")  # fmt: skip
     cmd = [str(BIN / "bentoml"), "serve", "serving.service:ChaintradeService",
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     with log.open("wb") as out:
@@ -74,7 +76,9 @@ def server(
         yield Server(url, log, home)
     finally:
         stop_process_group(proc)
-    errors = [line for line in log.read_text().splitlines() if "(status=5" in line]
+    text = log.read_text()
+    assert "path=/predict" in text, "no access log: the 5xx check would see nothing"
+    errors = [line for line in text.splitlines() if "(status=5" in line]
     assert not errors, errors[:5]
 
 
