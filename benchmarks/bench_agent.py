@@ -89,14 +89,17 @@ def decided(summary: ReplaySummary) -> list[float]:
 def bench_replay(bars: pd.DataFrame) -> dict[str, Any]:
     sink = CountingSink()
     agent = replay_agent(bars, sink)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     summary = agent.run_replay(["EURUSD"], n_bars=len(bars))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started  # this process only: steadier on a shared machine
     return {
         "bars": summary.bars,
         "seconds": round(elapsed, 3),
         "bars_per_s": round(summary.bars / elapsed, 1),
         "us_per_bar": round(elapsed / summary.bars * 1e6, 1),
+        "cpu_bars_per_s": round(summary.bars / cpu, 1) if cpu > 0 else None,
+        "cpu_us_per_bar": round(cpu / summary.bars * 1e6, 1),
         "orders_sent": summary.orders_sent,
         "chain_events": sink.events,
         "decided_in_process": percentiles(decided(summary)),

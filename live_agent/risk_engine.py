@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -237,18 +238,19 @@ class RiskEngine:
         self._zone = ZoneInfo(config.timezone)
         self._paused_until: datetime | None = None
         self._pause_reason = ""
+        self._kill_seen: tuple[datetime, bool, float] | None = None  # (now, exists, monotonic)
 
     # ------------------------------------------------------------------ state
     @property
     def protections(self) -> ProtectionState:
         return self._state
 
-    def trading_state(self) -> tuple[TradingState, str]:
-        """The state and why."""
-        kill = self.config.kill_switch_file
+    def trading_state(self, now: datetime | None = None) -> tuple[TradingState, str]:
+        """The state and why. With ``now`` (the decision time of a bar) the kill-switch file is
+        looked up once per ``now`` and second: once per bar, however many checks it makes."""
         if self.config.halted:
             return TradingState.HALTED, "halted_setting"
-        if kill is not None and kill.exists():
+        if self._kill_switch_on(now):
             return TradingState.HALTED, "kill_switch_file"
         if self._state.manual == TradingState.HALTED:
             return TradingState.HALTED, self._state.manual_reason or "manual_halt"
@@ -259,6 +261,17 @@ class RiskEngine:
         if self._state.daily_loss_day and self._state.daily_loss_day == self._state.day:
             return TradingState.REDUCING, "daily_loss"
         return TradingState.ACTIVE, ""
+
+    def _kill_switch_on(self, now: datetime | None) -> bool:
+        kill = self.config.kill_switch_file
+        if kill is None:
+            return False
+        seen, clock = self._kill_seen, monotonic()
+        if now is not None and seen is not None and seen[0] == now and clock - seen[2] < 1.0:
+            return seen[1]
+        on = kill.exists()
+        self._kill_seen = (now, on, clock) if now is not None else None
+        return on
 
     def halt(self, reason: str = "manual_halt") -> None:
         """The manual kill switch: no orders at all until :meth:`resume`; persisted."""
@@ -307,7 +320,7 @@ class RiskEngine:
         after = (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted)
         if after != before:
             self._store.save(s)
-        return self.trading_state()[0]
+        return self.trading_state(now)[0]
 
     def pause(self, until: datetime, reason: str) -> None:
         """No new exposure before ``until`` (market closed, no money, trading disabled...)."""
@@ -331,7 +344,7 @@ class RiskEngine:
         """Judge one decided action; ``None`` inputs fail closed for new exposure."""
         if action == Action.HOLD:
             return RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))
-        state, _ = self.trading_state()
+        state, _ = self.trading_state(now)
         if action == Action.CLOSE:
             reasons = []
             if not self.reconciled:

@@ -209,7 +209,21 @@ def test_kill_switch_file_halts_while_it_exists(tmp_path: Path) -> None:
     assert e.trading_state() == (TradingState.HALTED, "kill_switch_file")
     assert buy(e).reasons == (RiskReason.HALTED,)
     kill.unlink()
-    assert buy(e).approved
+    assert buy(e, now=NOW + timedelta(hours=1)).approved
+
+
+def test_kill_switch_file_is_looked_up_once_per_bar(tmp_path: Path) -> None:
+    """With a decision time the file is read once per bar (and second); without, every call."""
+    kill = tmp_path / "KILL"
+    e = engine(kill_switch_file=kill)
+    assert e.trading_state(NOW) == (TradingState.ACTIVE, "")
+    kill.touch()
+    assert buy(e).approved  # the same bar: the look-up of this bar stands
+    assert e.trading_state(NOW)[0] == TradingState.ACTIVE
+    assert e.trading_state() == (TradingState.HALTED, "kill_switch_file")  # a fresh look
+    later = NOW + timedelta(hours=1)
+    assert buy(e, now=later).reasons == (RiskReason.HALTED,)
+    assert e.update_equity(10_000.0, later) == TradingState.HALTED
 
 
 def test_not_reconciled_and_paused_deny_new_exposure() -> None:

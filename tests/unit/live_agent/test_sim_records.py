@@ -3,9 +3,11 @@ the agent's ATR equals the textbook one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from live_agent import mt5_constants as c
 from live_agent.agent import _atr
@@ -30,12 +32,16 @@ def answers(s: Mt5Simulator) -> tuple[Any, ...]:
 def assert_fresh(s: Mt5Simulator) -> None:
     """What the simulator answers equals what it answers with every cache dropped."""
     cached = answers(s)
-    s._account = s._position_records = None
+    s._account = s._position_records = s._account_last = None
     s._infos.clear()
     s._info_fixed.clear()
     s._quotes.clear()
     s._visible_now.clear()
-    assert answers(s) == cached
+    s._series_at.clear()
+    s._opened_count.clear()
+    fresh = answers(s)
+    assert fresh == cached
+    assert repr(fresh) == repr(cached)  # the same types too (0 and 0.0 are equal)
 
 
 def send(s: Mt5Simulator, **request: Any) -> Any:
@@ -118,3 +124,31 @@ def test_the_agents_atr_is_wilders_to_the_last_bit() -> None:
         high, low, close = (rates[k].tolist() for k in ("high", "low", "close"))
         assert _atr(rates, 14) == wilder_atr(high, low, close, 14)
     assert _atr(rates[:14], 14) is None
+
+
+def test_opened_bars_follow_the_clock_over_gaps_and_sparse_looks() -> None:
+    """How many bars of each series have opened is counted from the last look (one or two
+    comparisons per clock step); sparse looks, gaps in the data and coarser timeframes give
+    the bars a search over all the times gives."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    m15 = synthetic_bars(n=400, start=start, timeframe="M15")
+    h1 = synthetic_bars(n=100, start=start, timeframe="H1", seed=3)
+    h1 = h1.drop(h1.index[[10, 11, 12, 40]])  # gaps: several bars open in one look
+    d1 = synthetic_bars(n=5, start=start, timeframe="D1", seed=4)
+    s = Mt5Simulator(pd.concat([m15, h1, d1], ignore_index=True), start_bar=3)
+    assert s.initialize()
+    frames = {c.TIMEFRAME_M15: m15, c.TIMEFRAME_H1: h1, c.TIMEFRAME_D1: d1}
+    looks = {c.TIMEFRAME_M15: 1, c.TIMEFRAME_H1: 3, c.TIMEFRAME_D1: 37}  # every n-th clock step
+    step = 0
+    while s.advance():
+        step += 1
+        now = s.now
+        for tf, frame in frames.items():
+            if step % looks[tf]:
+                continue
+            rates = s.copy_rates_from_pos("EURUSD", tf, 0, 1000)
+            expected = frame["time"][frame["time"] <= now]
+            assert rates is not None
+            assert len(rates) == len(expected)
+            assert int(rates["time"][-1]) == int(expected.iloc[-1].timestamp())
+    assert step == 397  # 400 clock bars, from the 4th to the close of the last
