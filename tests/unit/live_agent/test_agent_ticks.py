@@ -27,22 +27,25 @@ BARS = synthetic_bars(n=30)
 T0 = int(pd.Timestamp(BARS["time"].iloc[0]).timestamp() * 1000)
 
 
+def quote(time_msc: int, bid: float) -> dict[str, Any]:
+    """An EURUSD tick at ``bid`` with a 1-pip spread."""
+    bid = round(bid, 5)
+    return {
+        "symbol": "EURUSD",
+        "time_msc": time_msc,
+        "bid": bid,
+        "ask": round(bid + 0.0001, 5),
+        "flags": 6,
+    }
+
+
 def tick_stream() -> tuple[pd.DataFrame, dict[str, int]]:
     """Four good ticks per bar around its close, and bad ticks injected after bar 17:
     a crossed quote, non-positive bid and ask, an exact repeat of the tick before."""
     rows: list[dict[str, Any]] = []
     for k, close in enumerate(BARS["close"]):
         for q in range(4):
-            bid = round(float(close) + 0.0001 * q, 5)
-            rows.append(
-                {
-                    "symbol": "EURUSD",
-                    "time_msc": T0 + k * HOUR_MS + q * 900_000 + 7,
-                    "bid": bid,
-                    "ask": round(bid + 0.0001, 5),
-                    "flags": 6,
-                }
-            )
+            rows.append(quote(T0 + k * HOUR_MS + q * 900_000 + 7, float(close) + 0.0001 * q))
         if k in (18, 21, 24):
             rows.append({**rows[-1], "time_msc": rows[-1]["time_msc"] + 1, "bid": 1.5, "ask": 1.4})
         if k in (19, 25):
@@ -227,16 +230,7 @@ def test_the_agent_quarantines_spikes_as_the_frame_validator_does(tmp_path: Path
     walk = float(BARS["close"].iloc[0]) + np.cumsum(rng.normal(0.0, 2e-5, (len(BARS), 60)))
     for k, mids in enumerate(walk.reshape(len(BARS), 60)):
         for q, mid in enumerate(mids):
-            bid = round(float(mid), 5)
-            rows.append(
-                {
-                    "symbol": "EURUSD",
-                    "time_msc": T0 + k * HOUR_MS + q * 55_000 + 3,
-                    "bid": bid,
-                    "ask": round(bid + 0.0001, 5),
-                    "flags": 6,
-                }
-            )
+            rows.append(quote(T0 + k * HOUR_MS + q * 55_000 + 3, float(mid)))
         if k in (19, 24):  # a 2 % print, then the feed goes on where it was
             spike = {**rows[-2], "time_msc": rows[-2]["time_msc"] + 1}
             spike["bid"] = round(spike["bid"] * 1.02, 5)
