@@ -429,6 +429,12 @@ _STATE_KEYS: Final = (
 )  # fmt: skip
 
 
+def _log(x: float) -> float:
+    """``np.log`` of one value: numpy's vectorized log (SIMD on AVX-512 machines) can differ
+    from ``math.log`` in the last bit; the same ufunc keeps online rows equal to batch rows."""
+    return float(np.log(x))
+
+
 class OnlineFeatures:
     """The newest feature row of ONE symbol, one closed bar at a time (the serving path).
 
@@ -528,7 +534,7 @@ class OnlineFeatures:
         closes, log_closes = self._closes, self._log_closes
         prev_close, prev_volume = closes[-1], self._volumes[-1]
         closes.append(close)
-        log_close = math.log(close)
+        log_close = _log(close)
         log_closes.append(log_close)
         ret_1 = log_close - log_closes[-2]
         self._returns.append(ret_1)
@@ -560,8 +566,8 @@ class OnlineFeatures:
             "price_change_1": change,
             "momentum_10": close / window[-11] - 1.0,
             "hl_range": (high - low) / close,
-            "hour_sin": math.sin(angle),
-            "hour_cos": math.cos(angle),
+            "hour_sin": float(np.sin(angle)),
+            "hour_cos": float(np.cos(angle)),
             "session_asia": float(0.0 <= hour < 9.0),
             "session_london": float(7.0 <= hour < 16.0),
             "session_new_york": float(12.0 <= hour < 21.0),
@@ -573,7 +579,7 @@ class OnlineFeatures:
             "bb_pos_20": _ratio(close - (sma[20] - band), 2.0 * band, 0.5),
             "volatility_20": _window_std(returns, _window_mean(returns)),
             "volume_ratio_20": _ratio(volume, _window_mean(volumes), 1.0),
-            "volume_change": math.log(volume + 1.0) - math.log(prev_volume + 1.0),
+            "volume_change": _log(volume + 1.0) - _log(prev_volume + 1.0),
             "spread": spread,
             "spread_ratio_20": _ratio(spread, spread_mean, 1.0),
             "spread_volatility_20": _window_std(spreads, spread_mean),
