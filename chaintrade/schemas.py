@@ -9,10 +9,6 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 MT5_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # MT5 stamps bars in seconds since the epoch
-_TIMEFRAMES = frozenset({"M1", "M5", "M15", "M30", "H1", "H4", "D1"})  # BarIn.timeframe's pattern
-_INF = math.inf
-_new_object = object.__new__
-_set_slot = object.__setattr__
 
 
 class BarIn(BaseModel):
@@ -44,81 +40,6 @@ class BarIn(BaseModel):
         if not math.isfinite(value):
             raise ValueError("price must be finite")
         return value
-
-    @classmethod
-    def checked(
-        cls,
-        symbol: str,
-        timeframe: str,
-        time: datetime,
-        open: float,
-        high: float,
-        low: float,
-        close: float,
-        tick_volume: int,
-        spread: int,
-        real_volume: int,
-    ) -> BarIn:
-        """``BarIn(...)`` with every field given, for a hot path: plain values (``str``,
-        ``float``, ``int``, an aware ``datetime``) that pass every rule above are checked here
-        in Python and set as they are (what the validator returns for them, ~5x cheaper);
-        anything else goes through the validator and raises as ``BarIn(...)`` does."""
-        if (
-            type(symbol) is str
-            and 0 < len(symbol) <= 32
-            and type(timeframe) is str
-            and timeframe in _TIMEFRAMES
-            and type(time) is datetime
-            and time.utcoffset() is not None
-            and time >= MT5_EPOCH
-            and type(open) is float
-            and type(high) is float
-            and type(low) is float
-            and type(close) is float
-            and 0.0 < open < _INF
-            and 0.0 < high < _INF
-            and 0.0 < low < _INF
-            and 0.0 < close < _INF
-            and type(tick_volume) is int
-            and type(spread) is int
-            and type(real_volume) is int
-            and tick_volume >= 0
-            and spread >= 0
-            and real_volume >= 0
-        ):
-            bar = _new_object(cls)
-            _set_slot(
-                bar,
-                "__dict__",
-                {
-                    "symbol": symbol,
-                    "timeframe": timeframe,
-                    "time": time,
-                    "open": open,
-                    "high": high,
-                    "low": low,
-                    "close": close,
-                    "tick_volume": tick_volume,
-                    "spread": spread,
-                    "real_volume": real_volume,
-                },
-            )
-            _set_slot(bar, "__pydantic_fields_set__", set(_BAR_FIELDS))
-            _set_slot(bar, "__pydantic_extra__", None)
-            _set_slot(bar, "__pydantic_private__", None)
-            return bar
-        return cls(
-            symbol=symbol,
-            timeframe=timeframe,
-            time=time,
-            open=open,
-            high=high,
-            low=low,
-            close=close,
-            tick_volume=tick_volume,
-            spread=spread,
-            real_volume=real_volume,
-        )
 
 
 class Prediction(BaseModel):
@@ -156,6 +77,3 @@ class SymbolIn(BaseModel):
     timeframe: str | None = Field(
         default=None, pattern=r"^(M1|M5|M15|M30|H1|H4|D1)$", description="Default: the model's."
     )
-
-
-_BAR_FIELDS = frozenset(BarIn.model_fields)

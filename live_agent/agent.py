@@ -777,17 +777,17 @@ def _bar_dict(rates: np.ndarray, i: int, symbol: str, timeframe: str) -> dict[st
 
 def _bar_in(bar: dict[str, Any], time_: datetime) -> BarIn:
     try:
-        return BarIn.checked(  # the validator's answer, cheaper for plain values
-            bar["symbol"],
-            bar["timeframe"],
-            time_,
-            bar["open"],
-            bar["high"],
-            bar["low"],
-            bar["close"],
-            bar["tick_volume"],
-            bar["spread"],
-            bar["real_volume"],
+        return BarIn(
+            symbol=bar["symbol"],
+            timeframe=bar["timeframe"],
+            time=time_,
+            open=bar["open"],
+            high=bar["high"],
+            low=bar["low"],
+            close=bar["close"],
+            tick_volume=bar["tick_volume"],
+            spread=bar["spread"],
+            real_volume=bar["real_volume"],
         )
     except ValidationError as exc:
         raise FatalError(

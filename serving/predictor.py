@@ -112,7 +112,7 @@ class ChampionModel:
     version: str
     ensemble: Ensemble
     columns: tuple[np.ndarray, ...] = field(default=())  # per member, indices into ``features``
-    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    weights: tuple[float, ...] = ()  # per member: its validation confidence
     # ``features`` as indices into an ``OnlineFeatures`` row; None if one is not computed there.
     online_index: np.ndarray | None = None
     confidence: float = 0.0  # the ensemble's (mean of the members'), computed once
@@ -123,7 +123,7 @@ class ChampionModel:
         columns = tuple(
             np.array([index[f] for f in m.spec.features], dtype=np.intp) for m in ensemble.members
         )
-        weights = np.array([m.confidence for m in ensemble.members], dtype=np.float64)
+        weights = tuple(float(m.confidence) for m in ensemble.members)
         computed = {f: i for i, f in enumerate(feature_columns(ensemble.timeframe))}
         online_index = (
             np.array([computed[f] for f in ensemble.features], dtype=np.intp)
@@ -145,11 +145,10 @@ class ChampionModel:
     def combine(self, probabilities: list[float]) -> float:
         """``chaintrade.ensemble.combine`` for one row, in Python floats (same order of
         operations, so the same float), without numpy's per-call overhead."""
-        weights = self.weights.tolist()
         total = 0.0
-        for p, w in zip(probabilities, weights, strict=True):
+        for p, w in zip(probabilities, self.weights, strict=True):
             total += w * p
-        weight = sum(weights)
+        weight = sum(self.weights)
         if weight <= 0:
             raise ModelUnavailable(f"champion v{self.version}: member confidences sum to zero")
         return total / weight

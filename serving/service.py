@@ -80,8 +80,12 @@ class ChaintradeService:
     @bentoml.api
     async def predict(self, bar: BarIn, ctx: bentoml.Context) -> Prediction:
         """Predict the next move of ``bar.symbol`` from the bar that just closed."""
-        headers = dict(ctx.request.headers) if self.writer is not None else {}
-        args = (headers, "/predict", bar.symbol, lambda c: self.predictor.predict(bar, c))
+        args = (
+            self._headers(ctx),
+            "/predict",
+            bar.symbol,
+            lambda c: self.predictor.predict(bar, c),
+        )
         if self.predictor.needs_history(bar.symbol, bar.timeframe):
             # The symbol's first bar reads its history from the lake: off the event loop,
             # so requests of other symbols go on meanwhile.
@@ -92,7 +96,7 @@ class ChaintradeService:
     async def predict_symbol(self, request: SymbolIn, ctx: bentoml.Context) -> Prediction:
         """Predict from the latest online features of a symbol (no bar sent)."""
         return self._traced(
-            dict(ctx.request.headers) if self.writer is not None else {},
+            self._headers(ctx),
             "/predict_symbol",
             request.symbol,
             lambda c: self.predictor.predict_symbol(request.symbol, request.timeframe, c),
@@ -121,6 +125,10 @@ class ChaintradeService:
         self.predictor.close()
         if self.writer is not None:
             self.writer.close()
+
+    def _headers(self, ctx: bentoml.Context) -> dict[str, str]:
+        """The request's headers, read only when there is a chain to continue."""
+        return dict(ctx.request.headers) if self.writer is not None else {}
 
     def _traced(self, headers: dict[str, str], endpoint: str, symbol: str, call: Any) -> Prediction:
         if self.writer is None:
