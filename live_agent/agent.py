@@ -7,9 +7,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import msgspec
 import numpy as np
 from pydantic import ValidationError
 
@@ -93,8 +95,7 @@ class ReconcileReport:
     unresolved: tuple[OrderOutcome, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class BarOutcome:
+class BarOutcome(msgspec.Struct, frozen=True, gc=False):
     """The result of one chain (one closed bar of one symbol)."""
 
     symbol: str
@@ -110,8 +111,7 @@ class BarOutcome:
     decided_ms: float | None = None  # from the closed bar's chain start to the risk verdict
 
 
-@dataclass(frozen=True, slots=True)
-class TickBatch:
+class TickBatch(msgspec.Struct, frozen=True, gc=False):
     """The new ticks of one symbol from one poll: each accepted or quarantined with a reason."""
 
     symbol: str
@@ -323,7 +323,7 @@ class Agent:
             rejected = bar_reason(current, previous)
             trace.metadata.update(
                 symbol=symbol,
-                bar_time=bar_time.isoformat(),
+                bar_time=(bar_iso := bar_time.isoformat()),
                 rejected=rejected is not None,
                 reason=rejected,
             )
@@ -343,11 +343,12 @@ class Agent:
                 if not self.breaker.allow():
                     self.bar_spool.add(bar_in)
                     raise ServiceUnavailable("serving circuit open", reason="circuit_open")
-                try:
-                    self._forward_spooled(chain, trace)
-                except ServiceUnavailable:
-                    self.bar_spool.add(bar_in)
-                    raise
+                if self.bar_spool:
+                    try:
+                        self._forward_spooled(chain, trace)
+                    except ServiceUnavailable:
+                        self.bar_spool.add(bar_in)
+                        raise
                 started = time.perf_counter()
                 try:
                     prediction = self._serving.predict(bar_in, chain, trace)
@@ -368,7 +369,7 @@ class Agent:
                     confidence=prediction.confidence,
                     model_name=prediction.model_name,
                     model_version=prediction.model_version,
-                    feature_timestamp=prediction.feature_timestamp.isoformat(),
+                    feature_timestamp=_iso(prediction.feature_timestamp, bar_time, bar_iso),
                 )
         except (ServiceUnavailable, FatalError) as exc:
             error = f"prediction:{exc.reason}"
@@ -472,7 +473,10 @@ class Agent:
         if rates is None or len(rates) == 0:
             return True  # let the collector step record why the terminal gave nothing
         last = self._last_seen.get(symbol)
-        return last is None or self._utc_seconds(int(rates["time"][-1])) > last
+        if last is None:
+            return True
+        stamp = int(rates["time"][-1])
+        return (stamp if self._settings.bar_times == "utc" else self._utc_seconds(stamp)) > last
 
     # ------------------------------------------------------------------ ticks
     def latest_tick(self, symbol: str) -> dict[str, Any] | None:
@@ -561,7 +565,8 @@ class Agent:
     def _collect(self, symbol: str, trace: StepTrace) -> np.ndarray:
         """The last closed bars (``atr_period + 1``, MT5 rate records, oldest first)."""
         count = max(2, self._settings.atr_period + 1)
-        with trace.dependency("mt5", "copy_rates_from_pos"):
+        started = time.perf_counter_ns()  # as ``trace.dependency`` times it, without the object
+        try:
             rates = self._terminal.copy_rates_from_pos(symbol, self._mt5_timeframe, 1, count)
             if rates is None or len(rates) == 0:
                 code, message = self._terminal.last_error()
@@ -569,6 +574,10 @@ class Agent:
                     f"copy_rates_from_pos({symbol}) gave no bars: {code} {message}",
                     reason="mt5_no_bars",
                 )
+        except BaseException as exc:
+            trace.record_dependency("mt5", "copy_rates_from_pos", started, 1, exc)
+            raise
+        trace.record_dependency("mt5", "copy_rates_from_pos", started)
         if self._settings.bar_times == "server":
             rates = rates.copy()
             rates["time"] = [self._utc_seconds(int(t)) for t in rates["time"]]
@@ -589,9 +598,10 @@ class Agent:
     def _own_positions(self, trace: StepTrace) -> tuple[Any, ...] | None:
         """This magic's open positions (all symbols); None when the terminal did not answer."""
         found = self._call(trace, "positions_get", self._terminal.positions_get)
-        if found is None:
-            return None
-        return tuple(p for p in found if p.magic == self._settings.magic)
+        if not found:
+            return None if found is None else ()
+        magic = self._settings.magic
+        return tuple(p for p in found if p.magic == magic)
 
     def _stops(self, symbol: str, point: float) -> tuple[float, float]:
         """SL and TP distances (price units) of a new order: ATR multiples, else points; with
@@ -607,12 +617,7 @@ class Agent:
         if info is None or not (info.point > 0 and info.ask > 0 and info.bid > 0):
             return None
         return MarketView(
-            terms=SymbolTerms(
-                volume_min=float(info.volume_min),
-                volume_max=float(info.volume_max),
-                volume_step=float(info.volume_step),
-                trade_mode=int(info.trade_mode),
-            ),
+            terms=_terms(info.volume_min, info.volume_max, info.volume_step, info.trade_mode),
             price=float(info.ask if action == Action.BUY else info.bid),
             spread_points=round((info.ask - info.bid) / info.point),
             tick_size=float(info.trade_tick_size or info.point),
@@ -633,15 +638,22 @@ class Agent:
         SELL closes first (a reversal; their closing is judged as a CLOSE, so it happens even
         when the new position is denied, e.g. in REDUCING). ``all_own``: this magic's open
         positions, read in the decision step (None when the terminal did not answer)."""
-        info = self._call(trace, "symbol_info", self._terminal.symbol_info, symbol)
+        # a HOLD sends nothing: no symbol info to read, only the equity for the protections
+        hold = action == Action.HOLD
+        info = (
+            None if hold else self._call(trace, "symbol_info", self._terminal.symbol_info, symbol)
+        )
         account = self._call(trace, "account_info", self._terminal.account_info)
         equity = float(account.equity) if account is not None else None
         if equity is not None:
             self.risk.update_equity(equity, now)
-        if action == Action.HOLD:
-            return RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,)), info, ()
+        if hold:
+            return _NO_ORDER, None, ()
+        # bid-priced views of the symbols held (exposures) and of ``symbol`` for a SELL; a BUY
+        # or CLOSE with nothing open needs none
         markets: dict[str, MarketView] = {}
-        for sym in sorted({p.symbol for p in all_own or ()} | {symbol}):
+        held = sorted({p.symbol for p in all_own} | {symbol}) if all_own else ()
+        for sym in held or ((symbol,) if action == Action.SELL else ()):
             sym_info = (
                 info
                 if sym == symbol
@@ -763,16 +775,44 @@ def summarize(outcomes: Sequence[BarOutcome], realized_pnl: float) -> ReplaySumm
     )
 
 
-_RATE_FIELDS = ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
 _TICK_FIELDS = ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
 
 
 def _bar_dict(rates: np.ndarray, i: int, symbol: str, timeframe: str) -> dict[str, Any]:
     """Rate record ``i`` of MT5 ``rates`` as the validator's bar mapping (time in epoch
     seconds)."""
-    bar: dict[str, Any] = dict(zip(_RATE_FIELDS, rates.item(i), strict=True))
-    bar["symbol"], bar["timeframe"] = symbol, timeframe
-    return bar
+    time_, open_, high, low, close, tick_volume, spread, real_volume = rates.item(i)
+    return {
+        "time": time_,
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "tick_volume": tick_volume,
+        "spread": spread,
+        "real_volume": real_volume,
+        "symbol": symbol,
+        "timeframe": timeframe,
+    }
+
+
+_NO_ORDER = RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))
+
+
+def _iso(value: datetime, known: datetime, known_iso: str) -> str:
+    """``value.isoformat()``, reusing ``known_iso`` for the same instant at the same offset
+    (the same text; serving answers with the bar's own time)."""
+    if value == known and value.utcoffset() == known.utcoffset():
+        return known_iso
+    return value.isoformat()
+
+
+@lru_cache(maxsize=256)
+def _terms(
+    volume_min: float, volume_max: float, volume_step: float, trade_mode: int
+) -> SymbolTerms:
+    """A symbol's volume terms (the same few values bar after bar: built once)."""
+    return SymbolTerms(float(volume_min), float(volume_max), float(volume_step), int(trade_mode))
 
 
 def _bar_in(bar: dict[str, Any], time_: datetime) -> BarIn:

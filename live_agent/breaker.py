@@ -41,7 +41,7 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may be made now (closed, or the half-open trial)."""
-        return self.state != BreakerState.OPEN
+        return self._opened_at is None or self.state != BreakerState.OPEN
 
     def record_success(self) -> None:
         self._failures = 0

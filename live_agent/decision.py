@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgspec
+
 from chaintrade.domain import Action
 from chaintrade.schemas import Prediction
 
@@ -32,8 +34,7 @@ class DecisionRule:
     min_confidence: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """What to do for one bar and why."""
 
     action: Action

@@ -21,12 +21,13 @@ import json
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any, Literal
+
+import msgspec
 
 from chaintrade.chain import StepTrace
 from chaintrade.domain import Action
@@ -121,6 +122,15 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 }
 TERMINAL_STATES = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
+# The order path reads enum members as plain globals (``OrderState.FILLED`` is a slow class
+# attribute lookup) and their values from tables (``member.value`` is a Python property).
+_CREATED, _SUBMITTED, _REQUOTED = _S.CREATED, _S.SUBMITTED, _S.REQUOTED
+_FILLED, _REJECTED, _CANCELED = _S.FILLED, _S.REJECTED, _S.CANCELED
+_P_FILLED, _P_RETRY_REPRICE, _P_AMBIGUOUS = _P.FILLED, _P.RETRY_REPRICE, _P.AMBIGUOUS
+_BUY = Action.BUY
+_STATE_VALUE: dict[OrderState, str] = {s: s.value for s in OrderState}
+_ACTION_VALUE: dict[Action, str] = {a: a.value for a in Action}
+
 
 class IllegalTransition(RuntimeError):
     """A state change the order state machine does not allow (a bug, never a market event)."""
@@ -133,8 +143,7 @@ def transition(current: OrderState, new: OrderState) -> OrderState:
     return new
 
 
-@dataclass(frozen=True, slots=True)
-class OrderOutcome:
+class OrderOutcome(msgspec.Struct, frozen=True, gc=False):
     """What became of one order intent."""
 
     client_order_id: str
@@ -153,8 +162,7 @@ class OrderOutcome:
     attempts: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class OrderIntent:
+class OrderIntent(msgspec.Struct, frozen=True, gc=False):
     """One market order the agent wants: open (``position`` None) or close ``position``."""
 
     client_order_id: str
@@ -192,10 +200,10 @@ class OrderJournal:
         row = {
             "client_order_id": intent.client_order_id,
             "symbol": intent.symbol,
-            "action": intent.action.value,
+            "action": _ACTION_VALUE[intent.action],
             "volume": intent.volume,
             "position": intent.position,
-            "state": state.value,
+            "state": _STATE_VALUE[state],
             **extra,
         }
         self._memory.append(row)
@@ -255,7 +263,8 @@ def traced_call(
     started = perf_counter_ns()
     try:
         try:
-            result = fn(*args, **kw)
+            # a call with ``**kw`` costs a dict copy and a slower call path: most have none
+            result = fn(*args, **kw) if kw else fn(*args)
         except (OSError, EOFError, TimeoutError) as exc:  # bridges raise on lost links
             lost = ServiceUnavailable(f"{endpoint}: {exc!r}", reason="mt5_error")
             lost.__cause__ = exc
@@ -326,16 +335,14 @@ class Executor:
         self._requote_retries = requote_retries
         self.journal = journal or OrderJournal(None)
 
-    def _call(self, trace: StepTrace, endpoint: str, fn: Any, *args: Any, **kw: Any) -> Any:
-        return traced_call(self._terminal, trace, endpoint, fn, *args, **kw)
-
     def submit(self, trace: StepTrace, intent: OrderIntent, info: Any) -> OrderOutcome:
         """Send one intent (journaled first); resent only after a re-price retcode.
 
         An intent id already in the journal is never sent again (``duplicate_intent``): client
         ids are derived from the bar, so a restarted agent that sees the same bar again cannot
         double the order."""
-        seen = self.journal.last_state(intent.client_order_id)
+        journal, terminal = self.journal, self._terminal
+        seen = journal.last_state(intent.client_order_id)
         if seen is not None:
             return OrderOutcome(
                 intent.client_order_id,
@@ -346,7 +353,7 @@ class Executor:
                 "duplicate_intent",
                 state=seen,
             )
-        is_buy = intent.action == Action.BUY
+        is_buy = intent.action == _BUY
         request: dict[str, Any] = {
             "action": c.TRADE_ACTION_DEAL,
             "symbol": intent.symbol,
@@ -358,52 +365,58 @@ class Executor:
             "type_time": c.ORDER_TIME_GTC,
             "type_filling": filling_for(int(info.filling_mode)),
         }
-        if intent.position is not None:
+        opening = intent.position is None
+        if not opening:
             request["position"] = intent.position
         point, digits = float(info.point), int(info.digits)
-        state = OrderState.CREATED
-        self.journal.record(intent, state)
+        sign = 1.0 if is_buy else -1.0
+        state = _CREATED
+        journal.record(intent, state)
         # the outcome so far, as plain values (one OrderOutcome per return, no copies)
         reason, retcode, policy, requested = "not_sent", None, None, None
         for attempt in range(1, self._requote_retries + 2):
-            tick = self._call(
-                trace, "symbol_info_tick", self._terminal.symbol_info_tick, intent.symbol
+            tick = traced_call(
+                terminal, trace, "symbol_info_tick", terminal.symbol_info_tick, intent.symbol
             )
             if tick is None:
-                state = transition(state, OrderState.CANCELED)
-                self.journal.record(intent, state, reason="no_quote")
+                state = transition(state, _CANCELED)
+                journal.record(intent, state, reason="no_quote")
                 return _outcome(intent, "no_quote", state, retcode, policy, requested, attempt - 1)
             price = float(tick.ask if is_buy else tick.bid)
             request["price"] = price
-            sign = 1.0 if is_buy else -1.0
-            if intent.position is None and intent.sl_distance > 0:
+            if opening and intent.sl_distance > 0:
                 request["sl"] = round(price - sign * intent.sl_distance, digits)
-            if intent.position is None and intent.tp_distance > 0:
+            if opening and intent.tp_distance > 0:
                 request["tp"] = round(price + sign * intent.tp_distance, digits)
-            state = transition(state, OrderState.SUBMITTED)
-            self.journal.record(intent, state, attempt=attempt, price=price)
+            state = transition(state, _SUBMITTED)
+            journal.record(intent, state, attempt=attempt, price=price)
             requested = price
-            result = None
+            # traced as ``trace.dependency("mt5", "order_send", attempt)`` would, without its
+            # timer object: the dependency is recorded before a no-reply is resolved
+            started = perf_counter_ns()
             try:
-                with trace.dependency("mt5", "order_send", attempt):
-                    try:
-                        result = self._terminal.order_send(request)
-                    except (OSError, EOFError, TimeoutError) as exc:
-                        raise ServiceUnavailable(repr(exc), reason="no_reply") from exc
-                    if result is None:
-                        code, message = self._terminal.last_error()
-                        raise ServiceUnavailable(
-                            f"order_send gave no reply: {code} {message}", reason="no_reply"
-                        )
-            except ServiceUnavailable:
+                try:
+                    result = terminal.order_send(request)
+                except (OSError, EOFError, TimeoutError) as exc:
+                    raise ServiceUnavailable(repr(exc), reason="no_reply") from exc
+                if result is None:
+                    code, message = terminal.last_error()
+                    raise ServiceUnavailable(
+                        f"order_send gave no reply: {code} {message}", reason="no_reply"
+                    )
+            except BaseException as exc:
+                trace.record_dependency("mt5", "order_send", started, attempt, exc)
+                if not isinstance(exc, ServiceUnavailable):
+                    raise
                 sent = _outcome(intent, reason, state, retcode, policy, requested, attempt)
                 return self.resolve(trace, intent, state, sent, "no_reply")
+            trace.record_dependency("mt5", "order_send", started, attempt)
             retcode = int(result.retcode)
             policy = policy_for(retcode)
-            if policy == RetcodePolicy.FILLED:
+            if policy is _P_FILLED:
                 fill = float(result.price)
-                state = transition(state, OrderState.FILLED)
-                self.journal.record(intent, state, retcode=retcode, price=fill)
+                state = transition(state, _FILLED)
+                journal.record(intent, state, retcode=retcode, price=fill)
                 slip = (fill - price) * sign / point if point > 0 and fill else None
                 return OrderOutcome(
                     intent.client_order_id,
@@ -421,16 +434,16 @@ class Executor:
                     slippage_points=round(slip, 3) if slip is not None else None,
                     attempts=attempt,
                 )
-            if policy == RetcodePolicy.AMBIGUOUS:
+            if policy is _P_AMBIGUOUS:
                 sent = _outcome(intent, reason, state, retcode, policy, requested, attempt)
                 return self.resolve(trace, intent, state, sent, c.retcode_reason(retcode))
             reason = c.retcode_reason(retcode)
-            if policy == RetcodePolicy.RETRY_REPRICE and attempt <= self._requote_retries:
-                state = transition(state, OrderState.REQUOTED)
-                self.journal.record(intent, state, retcode=retcode)
+            if policy is _P_RETRY_REPRICE and attempt <= self._requote_retries:
+                state = transition(state, _REQUOTED)
+                journal.record(intent, state, retcode=retcode)
                 continue
-            state = transition(state, OrderState.REJECTED)
-            self.journal.record(intent, state, retcode=retcode)
+            state = transition(state, _REJECTED)
+            journal.record(intent, state, retcode=retcode)
             return _outcome(intent, reason, state, retcode, policy, requested, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -448,15 +461,15 @@ class Executor:
             self.journal.record(intent, state, why=why)
         found = self.lookup(trace, intent)
         if found is None:
-            return replace(outcome, reason=f"{why}_unknown", state=state)
+            return msgspec.structs.replace(outcome, reason=f"{why}_unknown", state=state)
         if found is False:
             state = transition(state, OrderState.REJECTED)
             self.journal.record(intent, state, reason=f"{why}_not_filled")
-            return replace(outcome, reason=f"{why}_not_filled", state=state)
+            return msgspec.structs.replace(outcome, reason=f"{why}_not_filled", state=state)
         price, position = found
         state = transition(state, OrderState.FILLED)
         self.journal.record(intent, state, price=price, reconciled=True)
-        return replace(
+        return msgspec.structs.replace(
             outcome,
             filled=True,
             reason="filled_reconciled",
@@ -470,11 +483,17 @@ class Executor:
     ) -> tuple[float, int] | Literal[False] | None:
         """``(price, position)`` when the intent filled, False when it did not, None if unknown."""
         comment = intent.comment
-        positions = self._call(
-            trace, "positions_get", self._terminal.positions_get, symbol=intent.symbol
+        terminal = self._terminal
+        positions = traced_call(
+            terminal, trace, "positions_get", terminal.positions_get, symbol=intent.symbol
         )
-        deals = self._call(
-            trace, "history_deals_get", self._terminal.history_deals_get, HISTORY_FROM, HISTORY_TO
+        deals = traced_call(
+            terminal,
+            trace,
+            "history_deals_get",
+            terminal.history_deals_get,
+            HISTORY_FROM,
+            HISTORY_TO,
         )
         if positions is None or deals is None:
             return None

@@ -30,12 +30,15 @@ import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache, lru_cache
 from pathlib import Path
 from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from chaintrade.domain import Action
 from live_agent import mt5_constants as c
@@ -67,8 +70,7 @@ class RiskReason:
     PAUSED = "paused"
 
 
-@dataclass(frozen=True, slots=True)
-class SymbolTerms:
+class SymbolTerms(msgspec.Struct, frozen=True, gc=False):
     """The parts of ``SymbolInfo`` the risk engine reads."""
 
     volume_min: float
@@ -77,8 +79,7 @@ class SymbolTerms:
     trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
 
 
-@dataclass(frozen=True, slots=True)
-class RiskVerdict:
+class RiskVerdict(msgspec.Struct, frozen=True, gc=False):
     """``approved`` with the volume to send, or denied with every failing reason."""
 
     approved: bool
@@ -119,8 +120,7 @@ class RiskConfig:
     halted: bool = False  # a static kill switch from the settings
 
 
-@dataclass(frozen=True, slots=True)
-class Exposure:
+class Exposure(msgspec.Struct, frozen=True, gc=False):
     """One own open position as the caps see it (notional in account currency)."""
 
     symbol: str
@@ -128,8 +128,7 @@ class Exposure:
     notional: float
 
 
-@dataclass(frozen=True, slots=True)
-class MarketView:
+class MarketView(msgspec.Struct, frozen=True, gc=False):
     """What the engine needs to know about the symbol now."""
 
     terms: SymbolTerms
@@ -200,6 +199,30 @@ class RateLimiter:
         self._times.append(now_s)
 
 
+# Enum members and verdicts the per-bar paths use, looked up once (an enum class attribute
+# costs ~0.1 us a read in Python 3.11; verdicts are frozen, so sharing one is safe).
+_ACTIVE, _REDUCING, _HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
+_ACTIVE_STATE = (_ACTIVE, "")
+_BUY, _SELL, _CLOSE, _HOLD = Action.BUY, Action.SELL, Action.CLOSE, Action.HOLD
+_NO_ORDER = RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))
+_INPUTS_UNAVAILABLE = RiskVerdict(False, 0.0, (RiskReason.INPUTS_UNAVAILABLE,))
+_APPROVED_CLOSE = RiskVerdict(True, 0.0, (RiskReason.APPROVED,))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST_US_OF_DAY = timedelta(days=1, microseconds=-1)
+
+
+@cache
+def _denied(reasons: tuple[str, ...]) -> RiskVerdict:
+    """The denial with ``reasons`` (shared: few distinct reason lists recur bar after bar)."""
+    return RiskVerdict(False, 0.0, reasons)
+
+
+@cache
+def _step_decimals(step: float) -> int:
+    """Decimals :func:`round_volume` rounds a multiple of ``step`` to."""
+    return max(0, -math.floor(math.log10(step))) + 2
+
+
 def atr_volume(equity: float, risk_pct: float, stop_distance: float, market: MarketView) -> float:
     """Lots whose loss at ``stop_distance`` is ``risk_pct`` % of ``equity`` (unrounded)."""
     if stop_distance <= 0 or market.tick_size <= 0 or market.tick_value <= 0:
@@ -213,10 +236,14 @@ def round_volume(volume: float, terms: SymbolTerms) -> float | None:
     step, vmin, vmax = terms.volume_step, terms.volume_min, terms.volume_max
     if not (step > 0 and vmin > 0 and vmax >= vmin):
         return None
-    stepped = math.floor(min(volume, vmax) / step + 1e-9) * step
-    decimals = max(0, -math.floor(math.log10(step))) + 2
-    stepped = round(stepped, decimals)
+    stepped = round(math.floor(min(volume, vmax) / step + 1e-9) * step, _step_decimals(step))
     return stepped if stepped >= vmin - 1e-12 else None
+
+
+@lru_cache(maxsize=64, typed=True)  # typed: an int step gives an int volume
+def _round_lot(lot: float, step: float, vmin: float, vmax: float) -> float | None:
+    """:func:`round_volume` of a fixed lot size (memoised: the same inputs bar after bar)."""
+    return round_volume(lot, SymbolTerms(vmin, vmax, step))
 
 
 def notional(volume: float, market: MarketView) -> float:
@@ -239,6 +266,11 @@ class RiskEngine:
         self._paused_until: datetime | None = None
         self._pause_reason = ""
         self._kill_seen: tuple[datetime, bool, float] | None = None  # (now, exists, monotonic)
+        # the last ``now`` seen and its epoch seconds (a bar asks 2-5 times with the same object)
+        self._now: datetime | None = None
+        self._now_s = 0.0
+        # the server day holding (_day_lo, _day_hi) epoch seconds (open: see _server_day)
+        self._day, self._day_lo, self._day_hi = "", 0.0, 0.0
 
     # ------------------------------------------------------------------ state
     @property
@@ -248,19 +280,28 @@ class RiskEngine:
     def trading_state(self, now: datetime | None = None) -> tuple[TradingState, str]:
         """The state and why. With ``now`` (the decision time of a bar) the kill-switch file is
         looked up once per ``now`` and second: once per bar, however many checks it makes."""
-        if self.config.halted:
-            return TradingState.HALTED, "halted_setting"
+        s, cfg = self._state, self.config
+        if not (
+            cfg.halted
+            or cfg.kill_switch_file is not None
+            or s.manual
+            or s.drawdown_halted
+            or s.daily_loss_day
+        ):
+            return _ACTIVE_STATE  # the common case: nothing below could apply
+        if cfg.halted:
+            return _HALTED, "halted_setting"
         if self._kill_switch_on(now):
-            return TradingState.HALTED, "kill_switch_file"
-        if self._state.manual == TradingState.HALTED:
-            return TradingState.HALTED, self._state.manual_reason or "manual_halt"
-        if self._state.drawdown_halted:
-            return TradingState.HALTED, "max_drawdown"
-        if self._state.manual == TradingState.REDUCING:
-            return TradingState.REDUCING, self._state.manual_reason or "manual_reduce"
-        if self._state.daily_loss_day and self._state.daily_loss_day == self._state.day:
-            return TradingState.REDUCING, "daily_loss"
-        return TradingState.ACTIVE, ""
+            return _HALTED, "kill_switch_file"
+        if s.manual == _HALTED:
+            return _HALTED, s.manual_reason or "manual_halt"
+        if s.drawdown_halted:
+            return _HALTED, "max_drawdown"
+        if s.manual == _REDUCING:
+            return _REDUCING, s.manual_reason or "manual_reduce"
+        if s.daily_loss_day and s.daily_loss_day == s.day:
+            return _REDUCING, "daily_loss"
+        return _ACTIVE_STATE
 
     def _kill_switch_on(self, now: datetime | None) -> bool:
         kill = self.config.kill_switch_file
@@ -298,16 +339,20 @@ class RiskEngine:
     def update_equity(self, equity: float, now: datetime) -> TradingState:
         """Roll the day, track the peak and trip the protections; persisted when changed."""
         s, cfg = self._state, self.config
-        before = (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted)
-        day = self.server_time(now).date().isoformat()
+        day = self._server_day(now)
+        changed = False  # each branch below changes the persisted state when it is taken
         if s.day != day:
             s.day, s.day_start_equity = day, equity
-        s.peak_equity = max(s.peak_equity, equity)
+            changed = True
+        if equity > s.peak_equity:  # what ``max(peak, equity)`` picks, NaN included
+            s.peak_equity = equity
+            changed = True
         if cfg.daily_loss_pct is not None and s.day_start_equity > 0:
             loss = s.day_start_equity - equity
             if loss >= s.day_start_equity * cfg.daily_loss_pct / 100.0 and s.daily_loss_day != day:
                 s.daily_loss_day = day
                 s.history.append(f"daily_loss:{day}")
+                changed = True
         limit = cfg.max_drawdown_pct
         if (
             limit is not None
@@ -317,10 +362,42 @@ class RiskEngine:
         ):
             s.drawdown_halted = True
             s.history.append(f"max_drawdown:{day}")
-        after = (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted)
-        if after != before:
+            changed = True
+        if changed:
             self._store.save(s)
         return self.trading_state(now)[0]
+
+    def _epoch_s(self, now: datetime) -> float:
+        """``now.timestamp()``, kept for the last ``now`` (the same bar asks several times)."""
+        if now is not self._now:
+            self._now, self._now_s = now, now.timestamp()
+        return self._now_s
+
+    def _server_day(self, now: datetime) -> str:
+        """The ISO date of ``now`` on the server clock, converting only when the day changes."""
+        t = self._epoch_s(now)
+        # open bounds: ``t`` is the instant rounded (monotonically), so inside means inside
+        if self._day_lo < t < self._day_hi:
+            return self._day
+        local = self.server_time(now)
+        self._day = local.date().isoformat()
+        offset = local.utcoffset()
+        assert offset is not None
+        self._day_lo = self._day_hi = 0.0  # no interval: convert every time on this day
+        try:
+            # the day at this offset, in UTC; all of it is on this server day if the offset is
+            # the same at both ends (no zone changes its offset twice within a day)
+            start = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC) - offset
+            last = start + _LAST_US_OF_DAY
+            if (
+                self.server_time(start).utcoffset() == offset
+                and self.server_time(last).utcoffset() == offset
+            ):
+                self._day_lo = (start - _EPOCH).total_seconds()
+                self._day_hi = self._day_lo + 86_400.0
+        except OverflowError:  # a day at the ends of the datetime range
+            pass
+        return self._day
 
     def pause(self, until: datetime, reason: str) -> None:
         """No new exposure before ``until`` (market closed, no money, trading disabled...)."""
@@ -328,7 +405,7 @@ class RiskEngine:
 
     def record_order(self, now: datetime) -> None:
         """Count one new order against the rate limit."""
-        self._rate.record(now.timestamp())
+        self._rate.record(self._epoch_s(now))
 
     # ------------------------------------------------------------------ checks
     def evaluate(
@@ -342,29 +419,29 @@ class RiskEngine:
         exposures: Sequence[Exposure] | None,
     ) -> RiskVerdict:
         """Judge one decided action; ``None`` inputs fail closed for new exposure."""
-        if action == Action.HOLD:
-            return RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))
+        if action == _HOLD:
+            return _NO_ORDER
         state, _ = self.trading_state(now)
-        if action == Action.CLOSE:
+        if action == _CLOSE:
             reasons = []
             if not self.reconciled:
                 reasons.append(RiskReason.NOT_RECONCILED)
-            if state == TradingState.HALTED:
+            if state == _HALTED:
                 reasons.append(RiskReason.HALTED)
             if exposures is not None and not any(e.symbol == symbol for e in exposures):
                 reasons.append(RiskReason.NOTHING_TO_CLOSE)
             if reasons:
-                return RiskVerdict(False, 0.0, tuple(reasons))
-            return RiskVerdict(True, 0.0, (RiskReason.APPROVED,))
+                return _denied(tuple(reasons))
+            return _APPROVED_CLOSE
         if market is None or equity is None or exposures is None:
-            return RiskVerdict(False, 0.0, (RiskReason.INPUTS_UNAVAILABLE,))
+            return _INPUTS_UNAVAILABLE
         cfg = self.config
         reasons = []
         if not self.reconciled:
             reasons.append(RiskReason.NOT_RECONCILED)
-        if state == TradingState.HALTED:
+        if state == _HALTED:
             reasons.append(RiskReason.HALTED)
-        elif state == TradingState.REDUCING:
+        elif state == _REDUCING:
             reasons.append(RiskReason.REDUCING)
         if self._paused_until is not None and now < self._paused_until:
             reasons.append(RiskReason.PAUSED)
@@ -379,13 +456,13 @@ class RiskEngine:
             reasons.append(RiskReason.MAX_POSITIONS)
         if len(exposures) >= cfg.max_positions_total:
             reasons.append(RiskReason.MAX_POSITIONS_TOTAL)
-        if not self._rate.allows(now.timestamp()):
+        if not self._rate.allows(self._epoch_s(now)):
             reasons.append(RiskReason.RATE_LIMITED)
         volume = self._size(equity, market, reasons)
         if volume is not None:
             self._caps(volume, market, mine, exposures, reasons)
         if reasons:
-            return RiskVerdict(False, 0.0, tuple(reasons))
+            return _denied(tuple(reasons))
         assert volume is not None
         return RiskVerdict(True, volume, (RiskReason.APPROVED,))
 
@@ -403,7 +480,11 @@ class RiskEngine:
         if not (t.volume_step > 0 and t.volume_min > 0 and t.volume_max >= t.volume_min):
             reasons.append(RiskReason.INVALID_VOLUME_SPEC)
             return None
-        volume = round_volume(raw, t)
+        volume = (
+            round_volume(raw, t)
+            if cfg.risk_pct > 0
+            else _round_lot(raw, t.volume_step, t.volume_min, t.volume_max)
+        )
         if volume is None:
             reasons.append(RiskReason.SIZE_BELOW_MIN)
         return volume
@@ -439,6 +520,8 @@ class RiskEngine:
 
     def _in_hours(self, now: datetime) -> bool:
         cfg = self.config
+        if not (cfg.trading_days or cfg.trading_hours):
+            return True
         now = self.server_time(now)
         if cfg.trading_days and now.weekday() not in cfg.trading_days:
             return False
@@ -469,8 +552,8 @@ def exposures_of(positions: Sequence[Any], markets: Mapping[str, MarketView]) ->
     """:class:`Exposure` of MT5 position records (notional at their symbol's price now)."""
     out = []
     for p in positions:
-        m = markets.get(p.symbol)
-        out.append(Exposure(p.symbol, float(p.volume), notional(float(p.volume), m) if m else 0.0))
+        m, volume = markets.get(p.symbol), float(p.volume)
+        out.append(Exposure(p.symbol, volume, notional(volume, m) if m else 0.0))
     return out
 
 
@@ -478,7 +561,7 @@ def _mode_allows(trade_mode: int, action: Action) -> bool:
     if trade_mode == c.SYMBOL_TRADE_MODE_FULL:
         return True
     if trade_mode == c.SYMBOL_TRADE_MODE_LONGONLY:
-        return action == Action.BUY
+        return action == _BUY
     if trade_mode == c.SYMBOL_TRADE_MODE_SHORTONLY:
-        return action == Action.SELL
+        return action == _SELL
     return False

@@ -52,6 +52,7 @@ Model (kept small and documented):
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import functools
 import math
@@ -82,12 +83,38 @@ from live_agent.mt5_types import (
 )
 
 _REQUEST_KEYS = frozenset(TradeRequest._fields)
+# what a request that leaves a key out means
+_REQUEST_DEFAULTS: dict[str, Any] = {
+    "action": 0,
+    "magic": 0,
+    "order": 0,
+    "symbol": "",
+    "volume": 0.0,
+    "price": 0.0,
+    "stoplimit": 0.0,
+    "sl": 0.0,
+    "tp": 0.0,
+    "deviation": 0,
+    "type": 0,
+    "type_filling": c.ORDER_FILLING_FOK,
+    "type_time": c.ORDER_TIME_GTC,
+    "expiration": 0,
+    "comment": "",
+    "position": 0,
+    "position_by": 0,
+}
+_EMPTY_BOOK: tuple[tuple[TradePosition, ...], float, float] = ((), 0, 0)
+_ORDER_REASON = {c.DEAL_REASON_SL: c.ORDER_REASON_SL, c.DEAL_REASON_TP: c.ORDER_REASON_TP}
 _NO_IPC = (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+_OK = (c.RES_S_OK, "Success")
 _EPS = 1e-9
-_make_position = TradePosition._make
 _UNQUOTED: Any = object()  # not computed yet in this clock step (None: no quote)
 _RATE_NAMES: tuple[str, ...] = RATES_DTYPE.names or ()
-_TIME, _OPEN, _CLOSE, _SPREAD = (_RATE_NAMES.index(k) for k in ("time", "open", "close", "spread"))
+_RATE_SIZE = RATES_DTYPE.itemsize
+_TIME, _OPEN, _HIGH, _LOW, _CLOSE, _TICK_VOLUME, _SPREAD, _REAL_VOLUME = (
+    _RATE_NAMES.index(k)
+    for k in ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
+)
 _AI = {name: i for i, name in enumerate(AccountInfo._fields)}
 _AI_BALANCE, _AI_PROFIT, _AI_EQUITY = _AI["balance"], _AI["profit"], _AI["equity"]
 _AI_MARGIN, _AI_MARGIN_FREE, _AI_MARGIN_LEVEL = (
@@ -104,6 +131,9 @@ _SI_ASK, _SI_ASKHIGH, _SI_ASKLOW = _SI["ask"], _SI["askhigh"], _SI["asklow"]
 _SI_TICK_VALUE = _SI["trade_tick_value"]
 _SI_TICK_VALUE_PROFIT = _SI["trade_tick_value_profit"]
 _SI_TICK_VALUE_LOSS = _SI["trade_tick_value_loss"]
+_TP_PRICE_CURRENT, _TP_PROFIT = (
+    TradePosition._fields.index(k) for k in ("price_current", "profit")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +210,14 @@ class _Position:
     comment: str
     time_update: int
     swap: float = 0.0
+    # the record's fields as last filled in (price_current and profit move with every book)
+    # and the margin; None until the next book after a change (see :meth:`changed`)
+    fields: list[Any] | None = None
+    margin: float = 0.0
+
+    def changed(self) -> None:
+        """Drop the cached record fields: volume, stops, swap or time_update moved."""
+        self.fields = None
 
 
 @dataclass(slots=True)
@@ -187,15 +225,17 @@ class _Series:
     timeframe: Timeframe
     rates: np.ndarray  # RATES_DTYPE, sorted by time
     times: np.ndarray = field(init=False)
+    time_list: list[int] = field(init=False)  # the times as ints: cheaper to index one by one
     seconds: int = field(init=False)  # the bar length
     mt5_timeframe: int = field(init=False)  # the timeframe as a plain int (a cheaper dict key)
-    raw: np.ndarray = field(init=False)  # the rates' bytes: copied as bytes, half the cost
+    raw: bytearray = field(init=False)  # the rates' bytes: sliced as bytes, a fifth the cost
 
     def __post_init__(self) -> None:
         self.rates = np.ascontiguousarray(self.rates)
-        self.raw = self.rates.view(np.uint8)
+        self.raw = bytearray(self.rates.view(np.uint8).data)
         # contiguous: searchsorted on the strided field view copies it on every call
         self.times = np.ascontiguousarray(self.rates["time"])
+        self.time_list = self.times.tolist()
         self.seconds = self.timeframe.minutes * 60
         self.mt5_timeframe = int(self.timeframe)
 
@@ -235,6 +275,7 @@ class Mt5Simulator:
             raise ValueError("bars is empty: the simulator needs at least one bar")
         self._symbols = sorted({sym for sym, _ in self._series})
         self._specs = {s: (specs or {}).get(s) or SymbolSpec.for_symbol(s) for s in self._symbols}
+        self._rounding = {s: (spec.digits, spec.point) for s, spec in self._specs.items()}  # cheap
         self._quote_series = {
             s: min(
                 (ser for (sym, _), ser in self._series.items() if sym == s),
@@ -248,11 +289,12 @@ class Mt5Simulator:
                 [ser.times for ser in self._quote_series.values() if ser.seconds == clock_seconds]
             )
         )
-        self._timeline = np.append(clock_times, clock_times[-1] + clock_seconds)
-        if not 0 <= start_bar < len(self._timeline):
-            raise ValueError(f"start_bar must be in [0, {len(self._timeline) - 1}]")
+        # the bar opens of the clock as ints, and the close of the last bar
+        self._clock: list[int] = np.append(clock_times, clock_times[-1] + clock_seconds).tolist()
+        if not 0 <= start_bar < len(self._clock):
+            raise ValueError(f"start_bar must be in [0, {len(self._clock) - 1}]")
         self._index = start_bar
-        self._now_cache = int(self._timeline[start_bar])
+        self._now_cache = self._clock[start_bar]
         # per clock step: quotes and SymbolInfo records only change when the clock moves
         self._quotes: dict[str, tuple[float, float, int, bool] | None] = {}
         self._infos: dict[str, SymbolInfo] = {}
@@ -264,19 +306,32 @@ class Mt5Simulator:
         self._opened_count: dict[tuple[str, int], int] = {}
         # bumped by every change of the account (clock, deals, stops): keys the cached records
         self._version = 0
-        self._account: tuple[int, AccountInfo] | None = None
+        self._account: tuple[int, AccountInfo | None] = (-1, None)
         # (balance, positions, raw profit, raw margin) of the last record built, and the record
         self._account_last: tuple[tuple[float, int, float, float], AccountInfo] | None = None
-        self._position_records: tuple[int, tuple[TradePosition, ...]] | None = None
+        # the open positions' records, floating profit with swaps and margin (see _book)
+        self._position_book: tuple[int, tuple[tuple[TradePosition, ...], float, float]] = (
+            -1,
+            _EMPTY_BOOK,
+        )
         self._balance = float(balance)
         self._leverage = int(leverage)
         self._currency = currency
         self._slippage = int(slippage_points)
         self._faults = faults or FaultConfig()
         self._rng = random.Random(self._faults.seed)
+        f = self._faults
+        odds = (
+            (_Fault.DISCONNECT, f.disconnect_prob),
+            (_Fault.TIMEOUT, f.timeout_prob),
+            (_Fault.REQUOTE, f.requote_prob),
+            (_Fault.REJECT, f.reject_prob),
+        )
+        # the kinds in the order one draw picks them; () when every probability is 0
+        self._fault_odds = odds if any(prob for _, prob in odds) else ()
         self._script = list(self._faults.scripted)
         self._login = login
-        self._account_fixed = list(self._fixed_account_info())
+        self._account_fixed: list[Any] = list(self._fixed_account_info())
         self._connected = False
         self._last_error: tuple[int, str] = _NO_IPC
         self._selected = set(self._symbols)
@@ -314,26 +369,29 @@ class Mt5Simulator:
     @property
     def now(self) -> datetime:
         """The simulated time: the open of the forming bar of the clock timeframe."""
-        return datetime.fromtimestamp(int(self._timeline[self._index]), tz=UTC)
+        return datetime.fromtimestamp(self._clock[self._index], tz=UTC)
 
     @property
     def finished(self) -> bool:
         """True when no bar is left to replay."""
-        return self._index >= len(self._timeline) - 1
+        return self._index >= len(self._clock) - 1
 
     def advance(self) -> bool:
         """Close the forming bar and move to the next one; checks SL/TP. False at the end."""
-        if self.finished:
+        index = self._index + 1
+        if index >= len(self._clock):
             return False
-        old = int(self._timeline[self._index])
-        self._index += 1
-        self._now_cache = int(self._timeline[self._index])
+        old = self._now_cache
+        self._index = index
+        now = self._now_cache = self._clock[index]
         self._version += 1
         self._quotes.clear()
         self._infos.clear()
         self._visible_now.clear()
-        self._check_stops(old, self._now_s)
-        self._charge_swaps(old, self._now_s)
+        if self._positions:  # stops and swaps only concern open positions
+            self._check_stops(old, now)
+            if old // 86_400 != now // 86_400:  # a rollover passed (not most clock steps)
+                self._charge_swaps(old, now)
         return True
 
     @property
@@ -421,37 +479,37 @@ class Mt5Simulator:
 
     def account_info(self) -> AccountInfo | None:
         """Balance, equity and margin of the simulated hedging account."""
-        if not self._live():
+        if not self._connected:
+            self._last_error = _NO_IPC
             return None
         cached = self._account
-        if cached is None or cached[0] != self._version:
-            cached = self._account = (self._version, self._make_account_info())
-        return cached[1]
-
-    def _make_account_info(self) -> AccountInfo:
-        """The record now: the fixed fields with balance, profit, equity and margins filled
-        (the last record again when its inputs did not move, e.g. no position open)."""
-        # a record's profit is the position's floating profit (computed once per version)
-        positions = self._positions.values()
-        raw_profit = sum(
-            r.profit + p.swap for r, p in zip(self._open_records(), positions, strict=True)
-        )
-        inputs = (self._balance, len(positions), raw_profit, self._used_margin())
+        if cached[0] == self._version:
+            return cached[1]
+        # the record now: the fixed fields with balance, profit, equity and margins filled (the
+        # last record again when its inputs did not move, e.g. no position open)
+        records, raw_profit, raw_margin = self._book()
+        inputs = (self._balance, len(records), raw_profit, raw_margin)
         last = self._account_last
         if last is not None and last[0] == inputs:
+            self._account = (self._version, last[1])
             return last[1]
+        # overwritten below where it moved (balance and margin mostly stay: round is costly)
+        values = self._account_fixed
+        old_balance, old_count, _, old_margin = last[0] if last else (None, None, None, None)
+        if old_balance != self._balance:
+            values[_AI_BALANCE] = round(self._balance, 2)
+        if old_count != len(records) or old_margin != raw_margin:
+            values[_AI_MARGIN] = round(raw_margin, 2)
         profit = round(raw_profit, 2)
-        margin = round(inputs[3], 2)
+        margin = values[_AI_MARGIN]
         equity = round(self._balance + profit, 2)
-        values = self._account_fixed.copy()
-        values[_AI_BALANCE] = round(self._balance, 2)
         values[_AI_PROFIT] = profit
         values[_AI_EQUITY] = equity
-        values[_AI_MARGIN] = margin
         values[_AI_MARGIN_FREE] = round(equity - margin, 2)
         values[_AI_MARGIN_LEVEL] = round(equity / margin * 100.0, 2) if margin else 0.0
-        record = AccountInfo._make(values)
+        record = tuple.__new__(AccountInfo, values)
         self._account_last = (inputs, record)
+        self._account = (self._version, record)
         return record
 
     def _fixed_account_info(self) -> AccountInfo:
@@ -512,7 +570,8 @@ class Mt5Simulator:
 
     def symbol_info(self, symbol: str) -> SymbolInfo | None:
         """Specification and current quote of ``symbol``; None for an unknown symbol."""
-        if not self._live():
+        if not self._connected:
+            self._last_error = _NO_IPC
             return None
         return self._symbol_info(symbol)
 
@@ -525,7 +584,7 @@ class Mt5Simulator:
             self._last_error = (c.RES_E_NOT_FOUND, f"No quotes for {symbol}")
             return None
         bid, ask, _, _ = quote
-        now = self._now_s
+        now = self._now_cache
         flags = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
         return Tick(now, bid, ask, 0.0, 0, now * 1000, flags, 0.0)
 
@@ -534,7 +593,10 @@ class Mt5Simulator:
         self, symbol: str, timeframe: int, start_pos: int, count: int
     ) -> np.ndarray | None:
         """``count`` bars ending ``start_pos`` bars back from the forming bar (pos 0)."""
-        visible = self._visible(symbol, timeframe)
+        if not self._connected:  # :meth:`_visible` inlined: the agent polls this every bar
+            self._last_error = _NO_IPC
+            return None
+        visible = self._visible_now.get((symbol, timeframe)) or self._look_up(symbol, timeframe)
         if visible is None:
             return None
         series, started = visible
@@ -542,8 +604,8 @@ class Mt5Simulator:
         if start_pos < 0 or count <= 0 or end <= 0:
             self._last_error = (c.RES_E_INVALID_PARAMS, "Invalid start_pos or count")
             return None
-        self._ok()
-        return self._slice(series, started, max(0, end - count), end)
+        self._last_error = _OK
+        return self._slice(series, started, end - count if end > count else 0, end)
 
     def copy_rates_from(
         self, symbol: str, timeframe: int, date_from: datetime | int, count: int
@@ -580,9 +642,10 @@ class Mt5Simulator:
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradePosition, ...] | None:
         """Open positions, filtered by symbol, group or ticket."""
-        if not self._live():
+        if not self._connected:
+            self._last_error = _NO_IPC
             return None
-        records = self._open_records()
+        records = self._book()[0]
         if symbol is None and ticket is None and not group:
             return records
         return tuple(
@@ -727,16 +790,19 @@ class Mt5Simulator:
         return True
 
     def _ok(self) -> None:
-        self._last_error = (c.RES_S_OK, "Success")
+        self._last_error = _OK
 
     def _visible(self, symbol: str, timeframe: int) -> tuple[_Series, int] | None:
         """The series and how many of its bars have opened by now (the last may be forming)."""
-        if not self._live():
+        if not self._connected:
+            self._last_error = _NO_IPC
             return None
+        found = self._visible_now.get((symbol, timeframe))
+        return found if found is not None else self._look_up(symbol, timeframe)
+
+    def _look_up(self, symbol: str, timeframe: int) -> tuple[_Series, int] | None:
+        """:meth:`_visible` at the first look of a clock step."""
         key = (symbol, timeframe)
-        found = self._visible_now.get(key)
-        if found is not None:
-            return found
         series = self._series_at.get(key)
         if series is None:
             try:
@@ -752,99 +818,91 @@ class Mt5Simulator:
         return self._opened(key, series)
 
     def _opened(self, key: tuple[str, int], series: _Series) -> tuple[_Series, int]:
-        """``series`` and how many of its bars have opened by now (once per clock step)."""
-        found = self._visible_now.get(key)
-        if found is None:
-            found = self._visible_now[key] = (series, self._count_opened(key, series))
-        return found
-
-    def _count_opened(self, key: tuple[str, int], series: _Series) -> int:
-        """The bars of ``series`` opened by now: one or two comparisons from the count of the
-        last look (the common case: at most one bar opened since), else a search."""
-        times, now = series.times, self._now_s
+        """``series`` and how many of its bars have opened by now, at the first look of a clock
+        step (``_visible_now`` keeps it for the others): one or two comparisons from the count
+        of the last look (the common case: at most one bar opened since), else a search."""
+        times, now = series.time_list, self._now_cache
         opened = self._opened_count.get(key)
         n = len(times)
         if opened is None or (opened + 1 < n and times[opened + 1] <= now):
-            opened = int(np.searchsorted(times, now, side="right"))
+            opened = bisect.bisect_right(times, now)
         elif opened < n and times[opened] <= now:
             opened += 1
         self._opened_count[key] = opened
-        return opened
+        found = self._visible_now[key] = (series, opened)
+        return found
 
     def _slice(self, series: _Series, started: int, lo: int, hi: int) -> np.ndarray:
         """A copy of visible bars ``[lo, hi)``; the forming bar shows only its open."""
-        size = series.rates.itemsize
-        out = series.raw[lo * size : hi * size].copy().view(series.rates.dtype)
-        if hi == started and hi > lo and int(series.times[hi - 1]) + series.seconds > self._now_s:
-            forming = out[-1:]
-            price = forming["open"][0]
-            forming["high"] = forming["low"] = forming["close"] = price
-            forming["tick_volume"] = 1
-            forming["real_volume"] = 0
+        # a new array over a copy of the bytes (ndarray.copy of this packed dtype is slow, and
+        # ndarray.view checks the dtype in Python); a bytearray slice is that copy
+        out = np.frombuffer(series.raw[lo * _RATE_SIZE : hi * _RATE_SIZE], RATES_DTYPE)
+        if (
+            hi == started
+            and hi > lo
+            and series.time_list[hi - 1] + series.seconds > self._now_cache
+        ):
+            row = list(series.rates.item(hi - 1))
+            row[_HIGH] = row[_LOW] = row[_CLOSE] = row[_OPEN]
+            row[_TICK_VOLUME] = 1
+            row[_REAL_VOLUME] = 0
+            out[-1] = tuple(row)
         return out
-
-    def _forming_or_last(self, symbol: str) -> tuple[tuple[Any, ...] | None, bool]:
-        """The forming bar of the quote series (True), else the last closed one (False), as a
-        ``RATES_DTYPE`` row tuple; None before the first bar."""
-        series = self._quote_series.get(symbol)
-        if series is None:
-            return None, False
-        _, started = self._opened((symbol, series.mt5_timeframe), series)
-        if not started:
-            return None, False
-        last = series.rates.item(started - 1)
-        return last, last[_TIME] + series.seconds > self._now_s
 
     def _quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
         """``(bid, ask, spread_points, tradeable)`` now (computed once per clock step)."""
         quote = self._quotes.get(symbol, _UNQUOTED)
-        if quote is _UNQUOTED:
-            quote = self._quotes[symbol] = self._compute_quote(symbol)
+        if quote is not _UNQUOTED:
+            return quote
+        # from the forming bar of the quote series (tradeable), else the last closed one (not
+        # tradeable); None before the first bar
+        quote = None
+        series = self._quote_series.get(symbol)
+        if series is not None:
+            key = (symbol, series.mt5_timeframe)
+            started = (self._visible_now.get(key) or self._opened(key, series))[1]
+            if started:
+                bar = series.rates.item(started - 1)  # a tuple of Python floats and ints
+                forming = bar[_TIME] + series.seconds > self._now_cache
+                digits, point = self._rounding[symbol]
+                bid = bar[_OPEN] if forming else bar[_CLOSE]
+                spread = bar[_SPREAD]
+                ask = round(bid + spread * point, digits)
+                quote = (round(bid, digits), ask, spread, forming)
+        self._quotes[symbol] = quote
         return quote
 
-    def _compute_quote(self, symbol: str) -> tuple[float, float, int, bool] | None:
-        bar, forming = self._forming_or_last(symbol)
-        if bar is None:
-            return None
-        spec = self._specs[symbol]
-        bid = float(bar[_OPEN] if forming else bar[_CLOSE])
-        spread = int(bar[_SPREAD])
-        ask = round(bid + spread * spec.point, spec.digits)
-        return round(bid, spec.digits), ask, spread, forming
-
     def _symbol_info(self, symbol: str) -> SymbolInfo | None:
+        """The record of ``symbol`` now (built once per clock step): its fixed part with the
+        quote fields filled in."""
+        info = self._infos.get(symbol)
+        if info is not None:
+            self._last_error = _OK
+            return info
         spec = self._specs.get(symbol)
         if spec is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
             return None
-        cached = self._infos.get(symbol)
-        if cached is not None:
-            self._ok()
-            return cached
-        info = self._infos[symbol] = self._make_symbol_info(symbol, spec)
-        return info
-
-    def _make_symbol_info(self, symbol: str, spec: SymbolSpec) -> SymbolInfo:
-        """The record of ``symbol`` now: its fixed part with the quote fields filled in."""
         quote = self._quote(symbol)
         bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
-        tick_value = spec.contract_size * spec.point
+        tick_value = spec.contract_size * self._rounding[symbol][1]
         if spec.currency_profit != self._currency and spec.currency_base == self._currency and bid:
             tick_value /= bid
-        fixed = self._info_fixed.get(symbol)
-        if fixed is None:
-            fixed = self._info_fixed[symbol] = list(self._fixed_symbol_info(symbol, spec))
-        values = fixed.copy()
+        # the fixed fields, and the moving ones as last filled in: each is overwritten below
+        values = self._info_fixed.get(symbol)
+        if values is None:
+            values = self._info_fixed[symbol] = list(self._fixed_symbol_info(symbol, spec))
         selected = symbol in self._selected
         values[_SI_SELECT] = values[_SI_VISIBLE] = selected
-        values[_SI_TIME] = self._now_s
+        values[_SI_TIME] = self._now_cache
         values[_SI_SPREAD] = spread
         values[_SI_BID] = values[_SI_BIDHIGH] = values[_SI_BIDLOW] = bid
         values[_SI_ASK] = values[_SI_ASKHIGH] = values[_SI_ASKLOW] = ask
         values[_SI_TICK_VALUE] = values[_SI_TICK_VALUE_PROFIT] = tick_value
         values[_SI_TICK_VALUE_LOSS] = tick_value
-        self._ok()
-        return SymbolInfo._make(values)
+        self._last_error = _OK
+        info = self._infos[symbol] = tuple.__new__(SymbolInfo, values)  # ``_make``, unchecked
+        return info
 
     def _fixed_symbol_info(self, symbol: str, spec: SymbolSpec) -> SymbolInfo:
         """The fields of ``symbol``'s record that do not move with the quote (those are 0)."""
@@ -966,9 +1024,6 @@ class Mt5Simulator:
             profit /= price_close
         return round(profit, 2)
 
-    def _used_margin(self) -> float:
-        return sum(self._margin(p.symbol, p.volume, p.price_open) for p in self._positions.values())
-
     def _close_price(self, pos: _Position) -> float:
         quote = self._quote(pos.symbol)
         if quote is None:
@@ -976,66 +1031,91 @@ class Mt5Simulator:
         bid, ask, _, _ = quote
         return bid if pos.type == c.POSITION_TYPE_BUY else ask
 
-    def _open_records(self) -> tuple[TradePosition, ...]:
-        """The open positions' records now, in the order they opened (built once per version)."""
-        cached = self._position_records
-        if cached is None or cached[0] != self._version:
-            records = tuple(self._position_record(p) for p in self._positions.values())
-            cached = self._position_records = (self._version, records)
-        return cached[1]
+    def _book(self) -> tuple[tuple[TradePosition, ...], float, float]:
+        """The open positions' records now (in the order they opened), their floating profit
+        with swaps, and their margin, summed from the int 0 as ``sum`` does (an empty account
+        shows profit 0 and margin 0); built in one pass once per version."""
+        cached = self._position_book
+        if cached[0] == self._version:
+            return cached[1]
+        if not self._positions:  # what the loop below gives for none
+            self._position_book = (self._version, _EMPTY_BOOK)
+            return _EMPTY_BOOK
+        records = []
+        raw_profit: float = 0
+        raw_margin: float = 0
+        for pos in self._positions.values():
+            values = pos.fields
+            if values is None:
+                values = self._position_fields(pos)
+            close = self._close_price(pos)
+            profit = self._profit(pos.symbol, pos.type, pos.volume, pos.price_open, close)
+            raw_profit += profit + pos.swap
+            raw_margin += pos.margin
+            values[_TP_PRICE_CURRENT] = close
+            values[_TP_PROFIT] = profit
+            records.append(tuple.__new__(TradePosition, values))  # ``_make``, unchecked
+        book = (tuple(records), raw_profit, raw_margin)
+        self._position_book = (self._version, book)
+        return book
 
-    def _position_record(self, pos: _Position) -> TradePosition:
-        close = self._close_price(pos)
-        # positional (``_make``): a third of the cost of 19 keyword arguments, same record
-        return _make_position(
-            (
-                pos.ticket,
-                pos.time,
-                pos.time * 1000,
-                pos.time_update,
-                pos.time_update * 1000,
-                pos.type,
-                pos.magic,
-                pos.ticket,
-                pos.reason,
-                pos.volume,
-                pos.price_open,
-                pos.sl,
-                pos.tp,
-                close,
-                round(pos.swap, 2),
-                self._profit(pos.symbol, pos.type, pos.volume, pos.price_open, close),
-                pos.symbol,
-                pos.comment,
-                "",
-            )
-        )
+    def _position_fields(self, pos: _Position) -> list[Any]:
+        """Fill ``pos.fields`` (the record's fields; price and profit 0) and ``pos.margin``."""
+        pos.margin = self._margin(pos.symbol, pos.volume, pos.price_open)
+        fields = pos.fields = [
+            pos.ticket,
+            pos.time,
+            pos.time * 1000,
+            pos.time_update,
+            pos.time_update * 1000,
+            pos.type,
+            pos.magic,
+            pos.ticket,
+            pos.reason,
+            pos.volume,
+            pos.price_open,
+            pos.sl,
+            pos.tp,
+            0.0,  # price_current
+            round(pos.swap, 2),
+            0.0,  # profit
+            pos.symbol,
+            pos.comment,
+            "",
+        ]
+        return fields
 
     # ------------------------------------------------------------------ internals: trading
     def _parse_request(self, request: Mapping[str, Any]) -> TradeRequest | None:
-        unknown = set(request) - _REQUEST_KEYS
-        if unknown:
+        if not _REQUEST_KEYS.issuperset(request):
+            unknown = set(request) - _REQUEST_KEYS
             self._last_error = (c.RES_E_INVALID_PARAMS, f"Invalid request keys {sorted(unknown)}")
             return None
+        r = {**_REQUEST_DEFAULTS, **request}
         try:
-            return TradeRequest(
-                action=int(request.get("action", 0)),
-                magic=int(request.get("magic", 0)),
-                order=int(request.get("order", 0)),
-                symbol=str(request.get("symbol", "")),
-                volume=float(request.get("volume", 0.0)),
-                price=float(request.get("price", 0.0)),
-                stoplimit=float(request.get("stoplimit", 0.0)),
-                sl=float(request.get("sl", 0.0)),
-                tp=float(request.get("tp", 0.0)),
-                deviation=int(request.get("deviation", 0)),
-                type=int(request.get("type", 0)),
-                type_filling=int(request.get("type_filling", c.ORDER_FILLING_FOK)),
-                type_time=int(request.get("type_time", c.ORDER_TIME_GTC)),
-                expiration=int(request.get("expiration", 0)),
-                comment=str(request.get("comment", ""))[:31],
-                position=int(request.get("position", 0)),
-                position_by=int(request.get("position_by", 0)),
+            # positional in TradeRequest's field order (as ``_make``): keyword arguments to a
+            # namedtuple cost several times more on the order path
+            return tuple.__new__(
+                TradeRequest,
+                (
+                    int(r["action"]),
+                    int(r["magic"]),
+                    int(r["order"]),
+                    str(r["symbol"]),
+                    float(r["volume"]),
+                    float(r["price"]),
+                    float(r["stoplimit"]),
+                    float(r["sl"]),
+                    float(r["tp"]),
+                    int(r["deviation"]),
+                    int(r["type"]),
+                    int(r["type_filling"]),
+                    int(r["type_time"]),
+                    int(r["expiration"]),
+                    str(r["comment"])[:31],
+                    int(r["position"]),
+                    int(r["position_by"]),
+                ),
             )
         except (TypeError, ValueError) as exc:
             self._last_error = (c.RES_E_INVALID_PARAMS, f"Invalid request: {exc}")
@@ -1051,14 +1131,10 @@ class Mt5Simulator:
             if outcome == c.TRADE_RETCODE_REQUOTE:
                 return _Fault.REQUOTE, outcome
             return _Fault.REJECT, outcome
-        f = self._faults
+        if not self._fault_odds:  # no draw can pick a fault (the generator serves only this)
+            return _Fault.NONE, None
         draw = self._rng.random()
-        for kind, prob in (
-            (_Fault.DISCONNECT, f.disconnect_prob),
-            (_Fault.TIMEOUT, f.timeout_prob),
-            (_Fault.REQUOTE, f.requote_prob),
-            (_Fault.REJECT, f.reject_prob),
-        ):
+        for kind, prob in self._fault_odds:
             if draw < prob:
                 return kind, None
             draw -= prob
@@ -1076,20 +1152,22 @@ class Mt5Simulator:
         if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
             return c.TRADE_RETCODE_INVALID, "Only ORDER_TYPE_BUY/SELL", 0.0, 0.0
         quote = self._quote(req.symbol)
-        if quote is None or not quote[3] or not self._in_session(spec):
+        if quote is None or not quote[3] or (spec.sessions and not self._in_session(spec)):
             return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
         bid, ask, _, _ = quote
         closing = req.position != 0
         is_buy = req.type == c.ORDER_TYPE_BUY
-        if spec.trade_mode == c.SYMBOL_TRADE_MODE_DISABLED:
-            return c.TRADE_RETCODE_TRADE_DISABLED, "Trade disabled", 0.0, 0.0
-        if not closing:
-            if spec.trade_mode == c.SYMBOL_TRADE_MODE_CLOSEONLY:
-                return c.TRADE_RETCODE_CLOSE_ONLY, "Close only", 0.0, 0.0
-            if spec.trade_mode == c.SYMBOL_TRADE_MODE_LONGONLY and not is_buy:
-                return c.TRADE_RETCODE_LONG_ONLY, "Long only", 0.0, 0.0
-            if spec.trade_mode == c.SYMBOL_TRADE_MODE_SHORTONLY and is_buy:
-                return c.TRADE_RETCODE_SHORT_ONLY, "Short only", 0.0, 0.0
+        trade_mode = spec.trade_mode
+        if trade_mode != c.SYMBOL_TRADE_MODE_FULL:  # each check below needs another mode
+            if trade_mode == c.SYMBOL_TRADE_MODE_DISABLED:
+                return c.TRADE_RETCODE_TRADE_DISABLED, "Trade disabled", 0.0, 0.0
+            if not closing:
+                if trade_mode == c.SYMBOL_TRADE_MODE_CLOSEONLY:
+                    return c.TRADE_RETCODE_CLOSE_ONLY, "Close only", 0.0, 0.0
+                if trade_mode == c.SYMBOL_TRADE_MODE_LONGONLY and not is_buy:
+                    return c.TRADE_RETCODE_LONG_ONLY, "Long only", 0.0, 0.0
+                if trade_mode == c.SYMBOL_TRADE_MODE_SHORTONLY and is_buy:
+                    return c.TRADE_RETCODE_SHORT_ONLY, "Short only", 0.0, 0.0
         if closing:
             pos = self._positions.get(req.position)
             if pos is None:
@@ -1102,11 +1180,12 @@ class Mt5Simulator:
             return c.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume", 0.0, 0.0
         if not _filling_ok(req.type_filling, spec.filling_mode):
             return c.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode", 0.0, 0.0
-        slip = self._slippage * spec.point
-        fill = round(ask + slip if is_buy else bid - slip, spec.digits)
-        if req.price > 0 and abs(fill - req.price) > req.deviation * spec.point + _EPS:
+        digits, point = self._rounding[req.symbol]  # spec.digits and spec.point
+        slip = self._slippage * point
+        fill = round(ask + slip if is_buy else bid - slip, digits)
+        if req.price > 0 and abs(fill - req.price) > req.deviation * point + _EPS:
             return c.TRADE_RETCODE_REQUOTE, "Requote", fill, 0.0
-        if not closing and not self._stops_ok(req, spec, bid, ask):
+        if not closing and (req.sl or req.tp) and not self._stops_ok(req, spec, bid, ask):
             return c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops", fill, 0.0
         margin = 0.0 if closing else self._margin(req.symbol, req.volume, fill)
         if not closing:
@@ -1150,9 +1229,10 @@ class Mt5Simulator:
         quote = self._quote(req.symbol) if req.symbol in self._specs else None
         bid, ask = (quote[0], quote[1]) if quote else (0.0, 0.0)
         if retcode == c.TRADE_RETCODE_DONE:
-            self._ok()
-        return OrderSendResult(
-            retcode, deal, order, volume, price, bid, ask, comment, self._request_id, 0, req
+            self._last_error = _OK
+        return tuple.__new__(  # ``_make``: the namedtuple's own __new__ costs an extra call
+            OrderSendResult,
+            (retcode, deal, order, volume, price, bid, ask, comment, self._request_id, 0, req),
         )
 
     def _execute(self, req: TradeRequest) -> OrderSendResult:
@@ -1161,7 +1241,8 @@ class Mt5Simulator:
             return self._result(req, retcode, comment)
         if req.action == c.TRADE_ACTION_SLTP:
             pos = self._positions[req.position]
-            pos.sl, pos.tp, pos.time_update = req.sl, req.tp, self._now_s
+            pos.sl, pos.tp, pos.time_update = req.sl, req.tp, self._now_cache
+            pos.changed()
             self._version += 1
             return self._result(req, c.TRADE_RETCODE_DONE, "Request executed")
         if req.position:
@@ -1182,7 +1263,7 @@ class Mt5Simulator:
         )
 
     def _open(self, req: TradeRequest, fill: float) -> tuple[int, int]:
-        now = self._now_s
+        now = self._now_cache
         order = self._record_order(
             req.type,
             req.type_filling,
@@ -1229,10 +1310,7 @@ class Mt5Simulator:
         self, pos: _Position, volume: float, price: float, reason: int, comment: str, magic: int
     ) -> tuple[int, int]:
         close_type = c.ORDER_TYPE_SELL if pos.type == c.ORDER_TYPE_BUY else c.ORDER_TYPE_BUY
-        order_reason = {
-            c.DEAL_REASON_SL: c.ORDER_REASON_SL,
-            c.DEAL_REASON_TP: c.ORDER_REASON_TP,
-        }.get(reason, c.ORDER_REASON_EXPERT)
+        order_reason = _ORDER_REASON.get(reason, c.ORDER_REASON_EXPERT)
         order = self._record_order(
             close_type,
             c.ORDER_FILLING_FOK,
@@ -1247,6 +1325,7 @@ class Mt5Simulator:
         profit = self._profit(pos.symbol, pos.type, volume, pos.price_open, price)
         swap = round(pos.swap * min(1.0, volume / pos.volume), 2) if pos.volume else 0.0
         pos.swap -= swap
+        pos.changed()
         self._balance += profit + swap
         deal = self._record_deal(
             order=order,
@@ -1266,7 +1345,8 @@ class Mt5Simulator:
         if remaining <= _EPS:
             del self._positions[pos.ticket]
         else:
-            pos.volume, pos.time_update = remaining, self._now_s
+            pos.volume, pos.time_update = remaining, self._now_cache
+            pos.changed()
         return order, deal
 
     def _record_order(
@@ -1287,33 +1367,37 @@ class Mt5Simulator:
         """A filled market order in the history; ``position_id`` None: its own ticket."""
         ticket = self._next_order
         self._next_order += 1
-        now = self._now_s
+        now = self._now_cache
+        # positional in TradeOrder's field order (as ``_make``): a third of the cost of keywords
         self._orders.append(
-            TradeOrder(
-                ticket=ticket,
-                time_setup=now,
-                time_setup_msc=now * 1000,
-                time_done=now,
-                time_done_msc=now * 1000,
-                time_expiration=0,
-                type=type_,
-                type_time=c.ORDER_TIME_GTC,
-                type_filling=filling,
-                state=c.ORDER_STATE_FILLED,
-                magic=magic,
-                position_id=ticket if position_id is None else position_id,
-                position_by_id=0,
-                reason=reason,
-                volume_initial=volume,
-                volume_current=0.0,
-                price_open=price,
-                sl=sl,
-                tp=tp,
-                price_current=price,
-                price_stoplimit=0.0,
-                symbol=symbol,
-                comment=comment,
-                external_id="",
+            tuple.__new__(
+                TradeOrder,
+                (
+                    ticket,
+                    now,  # time_setup
+                    now * 1000,
+                    now,  # time_done
+                    now * 1000,
+                    0,  # time_expiration
+                    type_,
+                    c.ORDER_TIME_GTC,
+                    filling,
+                    c.ORDER_STATE_FILLED,
+                    magic,
+                    ticket if position_id is None else position_id,
+                    0,  # position_by_id
+                    reason,
+                    volume,  # volume_initial
+                    0.0,  # volume_current
+                    price,  # price_open
+                    sl,
+                    tp,
+                    price,  # price_current
+                    0.0,  # price_stoplimit
+                    symbol,
+                    comment,
+                    "",  # external_id
+                ),
             )
         )
         return ticket
@@ -1332,33 +1416,36 @@ class Mt5Simulator:
         profit: float,
         symbol: str,
         comment: str,
-        time_s: int | None = None,
         swap: float = 0.0,
     ) -> int:
         ticket = self._next_deal
         self._next_deal += 1
         self._version += 1  # every deal moves the balance or a position
-        now = self._now_s if time_s is None else time_s
+        now = self._now_cache
+        # positional in TradeDeal's field order (as ``_make``): a third of the cost of keywords
         self._deals.append(
-            TradeDeal(
-                ticket=ticket,
-                order=order,
-                time=now,
-                time_msc=now * 1000,
-                type=type_,
-                entry=entry,
-                magic=magic,
-                position_id=position_id,
-                reason=reason,
-                volume=volume,
-                price=price,
-                commission=0.0,
-                swap=swap,
-                profit=profit,
-                fee=0.0,
-                symbol=symbol,
-                comment=comment,
-                external_id="",
+            tuple.__new__(
+                TradeDeal,
+                (
+                    ticket,
+                    order,
+                    now,  # time
+                    now * 1000,
+                    type_,
+                    entry,
+                    magic,
+                    position_id,
+                    reason,
+                    volume,
+                    price,
+                    0.0,  # commission
+                    swap,
+                    profit,
+                    0.0,  # fee
+                    symbol,
+                    comment,
+                    "",  # external_id
+                ),
             )
         )
         return ticket
@@ -1373,8 +1460,6 @@ class Mt5Simulator:
     def _charge_swaps(self, start: int, end: int) -> None:
         """Swaps of the rollovers (00:00 of the clock) in ``(start, end]``; see the docstring."""
         day = 86_400
-        if start // day == end // day:
-            return  # no rollover in between (most clock steps)
         for rollover in range((start // day + 1) * day, end + 1, day):
             ended = datetime.fromtimestamp(rollover - day, UTC)
             mt5_day = (ended.weekday() + 1) % 7  # MT5 counts from Sunday = 0
@@ -1391,6 +1476,7 @@ class Mt5Simulator:
                     price = self._close_price(pos)
                     amount = amount / price if price else 0.0
                 pos.swap = round(pos.swap + amount, 2)
+                pos.changed()
 
     # ------------------------------------------------------------------ ticks
     def copy_ticks_from(

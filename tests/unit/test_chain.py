@@ -198,3 +198,38 @@ def test_a_dependency_timed_by_the_caller_is_recorded_like_a_timed_block() -> No
         "ValueError('bad')",
     )
     assert all(d.duration_ms >= 0 for d in (timed, told, ok, failed))
+
+
+@pytest.mark.parametrize(
+    "span_ns",
+    [0, 1, 49, 50, 51, 149, 150, 250, 12_345, 1_234_550, 99_999_950, -1, -50, -151,
+     10**15 - 1, 10**15, 10**15 + 50, 123_456_789_012_345_678],
+)  # fmt: skip
+def test_dependency_durations_are_round_to_4_decimals_bit_for_bit(
+    span_ns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import struct
+
+    from chaintrade import chain
+    from chaintrade.chain import StepTrace
+
+    monkeypatch.setattr(chain, "_perf_ns", lambda: 10**18)
+    step = StepTrace()
+    step.record_dependency("mt5", "a", 10**18 - span_ns)
+    expected = round(span_ns / 1e6, 4)  # what the duration always was
+    assert struct.pack("<d", step.dependencies[0].duration_ms) == struct.pack("<d", expected)
+
+
+def test_the_event_takes_the_step_metadata_and_merges_the_context_metadata() -> None:
+    plain, shared = RecordSink(), RecordSink()
+    ctx = ChainContext(plain)
+    with ctx.step("risk") as step:
+        step.metadata["approved"] = True
+    assert plain.records[0][9] == {"approved": True} and plain.records[0][12] == {}
+    ctx = ChainContext(shared, metadata={"symbol": "EURUSD", "run": 1})
+    with ctx.step("risk") as step:
+        step.metadata["run"] = 2
+        step.metrics["latency_ms"] = 0.5
+    assert shared.records[0][9] == {"symbol": "EURUSD", "run": 2}
+    assert shared.records[0][12] == {"latency_ms": 0.5}
+    assert ctx.metadata == {"symbol": "EURUSD", "run": 1}  # the context's own stays as it was

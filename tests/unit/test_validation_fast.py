@@ -187,6 +187,167 @@ def test_naive_times_are_refused_like_the_frame_validator() -> None:
         )
 
 
+def _as_epoch(time: Any, kind: str) -> Any:
+    """A UTC time as the live agent's int epoch seconds, or another type ``_epoch_s`` reads."""
+    if time is None:
+        return None
+    seconds = int(time.timestamp())
+    return {
+        "int": seconds,
+        "float": float(seconds),
+        "np.int64": np.int64(seconds),
+        "np.float64": np.float64(seconds),
+        "datetime": time.to_pydatetime(),
+        "new_york": time.tz_convert("America/New_York"),
+        "timestamp": time,
+    }[kind]
+
+
+def _as_kind(value: Any, kind: str) -> Any:
+    """A plain number as numpy scalar, int or bool (other values as they are)."""
+    if type(value) not in (int, float) or value != value or abs(value) == float("inf"):
+        return value
+    if kind == "np":
+        return np.float64(value) if type(value) is float else np.int64(value)
+    if kind == "int":
+        return int(value)
+    if kind == "bool" and value in (0, 1):
+        return bool(value)
+    return value
+
+
+_TIME_KINDS = ["int", "float", "np.int64", "np.float64", "datetime", "new_york", "timestamp"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    previous=bars(),
+    bar=bars(),
+    calendar=st.sampled_from(CALENDARS),
+    time_kind=st.sampled_from(_TIME_KINDS),
+    number_kind=st.sampled_from(["same", "np", "int", "bool"]),
+    relation=st.sampled_from(["free", "same_time", "earlier", "later"]),
+    extreme=st.sampled_from([None, float("inf"), -float("inf"), True, False, 1]),
+)
+def test_bar_reason_reads_every_input_type_as_the_frame_validator(
+    previous: dict[str, Any],
+    bar: dict[str, Any],
+    calendar: SessionCalendar,
+    time_kind: str,
+    number_kind: str,
+    relation: str,
+    extreme: Any,
+) -> None:
+    """Times as int/float/numpy seconds, datetimes or Timestamps, numbers as floats, ints,
+    numpy scalars or bools, inf: the agent's (int seconds) path gives the frame's reason."""
+    bar = {**bar, "symbol": previous["symbol"], "timeframe": previous["timeframe"]}
+    if previous["time"] is not None:
+        shift = {"free": None, "same_time": 0, "earlier": -60, "later": 3600}[relation]
+        if shift is not None:
+            bar["time"] = previous["time"] + pd.Timedelta(seconds=shift)
+    if extreme is not None:
+        bar["open"] = extreme
+    rows = [
+        {k: _as_kind(v, number_kind) if k in list(row)[3:] else v for k, v in row.items()}
+        for row in (previous, bar)
+    ]
+    expected = frame_reason(rows, calendar)
+    typed = [{**row, "time": _as_epoch(row["time"], time_kind)} for row in rows]
+    assert bar_reason(typed[1], typed[0], calendar=calendar) == expected
+    bar_reason(typed[0], calendar=calendar)  # remembered now, as in the agent loop
+    assert bar_reason(typed[1], typed[0], calendar=calendar) == expected
+
+
+def _h1_bars(start: str, hours: int) -> list[dict[str, Any]]:
+    """The live agent's bar dicts (int epoch seconds) of an H1 series, weekends included."""
+    first = int(pd.Timestamp(start, tz="UTC").timestamp())
+    return [
+        {
+            "time": first + 3600 * i,
+            "open": 1.1,
+            "high": 1.1 + 0.001 * (i % 3),
+            "low": 1.1 - 0.001 * (i % 5 == 0),
+            "close": 1.1,
+            "tick_volume": i,
+            "spread": 1,
+            "real_volume": 0,
+            "symbol": "EURUSD",
+            "timeframe": "H1",
+        }
+        for i in range(hours)
+    ]
+
+
+@pytest.mark.parametrize("calendar", CALENDARS)
+@pytest.mark.parametrize("start", ["2024-03-08 12:00", "2023-12-22 12:00"])  # DST, holidays
+def test_the_agent_pattern_gives_the_frame_reason(calendar: SessionCalendar, start: str) -> None:
+    """Each bar checked as ``bar``, then the same dict as ``previous`` (the remembered path),
+    across a weekend, a DST change or the holidays, with a duplicate and a late bar."""
+    series = _h1_bars(start, 96)
+    series.insert(40, dict(series[39]))  # a duplicate time
+    series.insert(60, {**series[10], "tick_volume": 7})  # a late bar
+    previous: dict[str, Any] | None = None
+    for bar in series:
+        reason = bar_reason(bar, previous, calendar=calendar)
+        rows = [bar] if previous is None else [previous, bar]
+        frame = [{**row, "time": pd.Timestamp(row["time"], unit="s", tz="UTC")} for row in rows]
+        assert reason == frame_reason(frame, calendar)
+        if reason is None:
+            previous = bar
+
+
+def test_a_remembered_previous_follows_its_mutations() -> None:
+    """A ``previous`` changed in place after it was checked is judged by its new values."""
+    t = int(pd.Timestamp("2024-03-12 10:00", tz="UTC").timestamp())
+    previous = _h1_bars("2024-03-12 09:00", 1)[0]
+    bar = {**previous, "time": t}
+    bar_reason(previous)
+    for key, value, expected in [
+        ("time", t, Reason.DUPLICATE_TIME),
+        ("time", t + 60, Reason.OUT_OF_ORDER),
+        ("time", float(t + 60), Reason.OUT_OF_ORDER),
+        ("low", 0.0, None),  # a bad previous: no longer out of order
+        ("low", 1.0, Reason.OUT_OF_ORDER),
+        ("time", None, None),
+        ("time", "abc", None),
+        ("time", pd.Timestamp(t, unit="s", tz="UTC"), Reason.DUPLICATE_TIME),
+    ]:
+        previous[key] = value
+        assert bar_reason(bar, previous) == expected
+        assert bar_reason(bar, dict(previous)) == expected  # a fresh mapping: nothing remembered
+        bar_reason(previous)  # remember it with its new values, as the agent loop would
+
+
+@pytest.mark.parametrize(
+    ("close", "reopen", "grace"),
+    [
+        ((5, 0), (0, 0), 1),  # UTC weekdays
+        ((5, 0), (6, 21), 1),  # the FX weekend core
+        ((6, 23), (0, 0), 120),  # the grace runs past the end of the week: never closed
+        ((0, 0), (6, 23), 0),  # closed from Monday 00:00
+        ((3, 10), (1, 4), 2),  # wraps mid-week
+        ((2, 5), (2, 5), 0),  # an empty window
+    ],
+)
+def test_closed_at_spans_of_fixed_calendars_equal_is_closed(
+    close: tuple[int, int], reopen: tuple[int, int], grace: int
+) -> None:
+    """Fixed-offset calendars without holidays remember spans of seconds, not minutes; in
+    order, back and forth, and at fractions of a second they agree with is_closed."""
+    calendar = SessionCalendar("x", "UTC", *close, *reopen, grace_minutes=grace)
+    ordered = pd.date_range("2024-03-01", "2024-03-09", freq="59s", tz="UTC")
+    rng = np.random.default_rng(3)
+    jumps = pd.to_datetime(rng.integers(1_600_000_000, 1_800_000_000, 3000), unit="s", utc=True)
+    jumps = jumps + pd.to_timedelta(rng.choice([0.0, 0.5, 0.9999999]), unit="s")
+    # every second around each edge, shuffled: spans are entered on both sides of an edge
+    edges = ordered[1:][np.diff(calendar.is_closed(pd.Series(ordered))) != 0]
+    near = [e.value + k * 1_000_000_000 for e in edges for k in range(-150, 150)]
+    shuffled = pd.to_datetime(rng.permutation(np.array(near, dtype=np.int64)), utc=True)
+    for stamps in (ordered, jumps, ordered[::-1], shuffled):
+        expected = calendar.is_closed(pd.Series(stamps)).tolist()
+        assert [calendar.closed_at(s.timestamp()) for s in stamps] == expected
+
+
 # --------------------------------------------------------------------------- ticks
 
 _T0_MS = int(pd.Timestamp("2024-03-07", tz="UTC").timestamp() * 1000)

@@ -254,3 +254,60 @@ def test_traced_call_gives_none_for_lost_links_and_empty_answers_and_lets_bugs_t
         "error",
         "ValueError('bad argument')",
     )
+
+
+def test_order_send_is_traced_per_attempt_before_a_lost_reply_is_looked_up() -> None:
+    rq = c.TRADE_RETCODE_REQUOTE
+    ex, _, info = setup(FaultConfig(scripted=(rq,)))
+    trace = StepTrace()
+    assert ex.submit(trace, intent(), info).filled
+    assert [(d.endpoint, d.attempt, d.status) for d in trace.dependencies] == [
+        ("symbol_info_tick", 1, "ok"),
+        ("order_send", 1, "ok"),
+        ("symbol_info_tick", 1, "ok"),
+        ("order_send", 2, "ok"),
+    ]
+    ex, term, info = setup()
+    term.raise_on_send = EOFError("closed")
+    trace = StepTrace()
+    assert ex.submit(trace, intent(), info).reason == "filled_reconciled"
+    _, send, *lookups = trace.dependencies
+    assert (send.endpoint, send.status, send.error) == (
+        "order_send",
+        "error",
+        repr(ServiceUnavailable(repr(EOFError("closed")), reason="no_reply")),
+    )
+    assert [d.endpoint for d in lookups] == ["positions_get", "history_deals_get"]
+
+
+def test_an_interrupt_in_order_send_propagates_and_is_no_failed_call() -> None:
+    ex, term, info = setup()
+    term.raise_on_send = KeyboardInterrupt()
+    trace = StepTrace()
+    with pytest.raises(KeyboardInterrupt):
+        ex.submit(trace, intent(), info)
+    assert [d.endpoint for d in trace.dependencies] == ["symbol_info_tick"]
+
+
+def test_journal_rows_hold_plain_values_in_order() -> None:
+    ex, _, info = setup()
+    i = intent(Action.SELL)
+    out = ex.submit(StepTrace(), i, info)
+    rows = ex.journal.rows()
+    head = {"client_order_id": i.client_order_id, "symbol": "EURUSD", "action": "SELL",
+            "volume": 0.1, "position": None}  # fmt: skip
+    assert rows == [
+        {**head, "state": "CREATED"},
+        {**head, "state": "SUBMITTED", "attempt": 1, "price": out.requested_price},
+        {**head, "state": "FILLED", "retcode": out.retcode, "price": out.price},
+    ]
+    assert list(rows[1])[-2:] == ["attempt", "price"]  # the extras follow, in call order
+    assert {type(r["state"]) for r in rows} == {type(r["action"]) for r in rows} == {str}
+
+
+def test_traced_call_passes_keywords() -> None:
+    sim = Mt5Simulator(synthetic_bars(n=20), start_bar=5)
+    sim.initialize()
+    trace = StepTrace()
+    assert traced_call(sim, trace, "positions_get", sim.positions_get, symbol="EURUSD") == ()
+    assert [(d.endpoint, d.status) for d in trace.dependencies] == [("positions_get", "ok")]

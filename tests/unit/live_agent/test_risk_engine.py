@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from chaintrade.domain import Action
 from live_agent import mt5_constants as c
+from live_agent import risk_engine
 from live_agent.risk_engine import (
     Exposure,
     MarketView,
+    ProtectionState,
     ProtectionStore,
     RiskConfig,
     RiskEngine,
@@ -323,3 +327,176 @@ def test_the_daily_loss_resets_at_server_midnight_across_dst(tmp_path: Path) -> 
         assert again.update_equity(9_400.0, day.replace(hour=midnight_utc)) == TradingState.ACTIVE
         assert again.protections.day_start_equity == 9_400.0
         e = again
+
+
+class CountingStore(ProtectionStore):
+    """In memory; counts saves."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.saves = 0
+
+    def save(self, state: ProtectionState) -> None:
+        self.saves += 1
+
+
+def reference_update(s: ProtectionState, cfg: RiskConfig, equity: float, now: datetime) -> bool:
+    """The protections step as first written (no caching); whether it changed the state."""
+    before = (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted)
+    day = now.astimezone(ZoneInfo(cfg.timezone)).date().isoformat()
+    if s.day != day:
+        s.day, s.day_start_equity = day, equity
+    s.peak_equity = max(s.peak_equity, equity)
+    assert cfg.daily_loss_pct is not None and cfg.max_drawdown_pct is not None
+    if s.day_start_equity > 0:
+        loss = s.day_start_equity - equity
+        if loss >= s.day_start_equity * cfg.daily_loss_pct / 100.0 and s.daily_loss_day != day:
+            s.daily_loss_day = day
+            s.history.append(f"daily_loss:{day}")
+    limit = cfg.max_drawdown_pct
+    if not s.drawdown_halted and s.peak_equity - equity >= s.peak_equity * limit / 100.0:
+        s.drawdown_halted = True
+        s.history.append(f"max_drawdown:{day}")
+    return (s.day, s.day_start_equity, s.peak_equity, s.daily_loss_day, s.drawdown_halted) != before
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "UTC",
+        "Europe/Nicosia",
+        "America/New_York",
+        "Asia/Beirut",  # DST changes at midnight: a server day without 00:00
+        "America/Santiago",  # changes at 24:00
+        "Australia/Lord_Howe",  # a half-hour DST shift
+        "Pacific/Chatham",  # a +12:45 offset
+    ],
+)
+def test_protections_match_the_uncached_day_logic_over_a_year_of_dst_changes(zone: str) -> None:
+    """The server day is cached as an interval of UTC seconds: every step through 2024 (60 and
+    37 minutes forward, 53 back, so midnights and DST changes are hit from both sides) gives the
+    protections, saves and state of the plain per-call conversion."""
+    cfg = RiskConfig(daily_loss_pct=1.0, max_drawdown_pct=4.0, timezone=zone)
+    store = CountingStore()
+    e, ref = RiskEngine(cfg, store), ProtectionState()
+    rng, equity, saves = random.Random(zone), 10_000.0, 0
+    for step_min in (60, 37, -53):
+        now = (
+            datetime(2024, 1, 1, tzinfo=UTC)
+            if step_min > 0
+            else datetime(2024, 12, 31, 23, 59, tzinfo=UTC)
+        )
+        while now.year == 2024:
+            equity += rng.gauss(0.0, 25.0)
+            state = e.update_equity(equity, now)
+            saves += reference_update(ref, cfg, equity, now)
+            assert (e.protections, store.saves) == (ref, saves), now
+            assert e.protections.day == now.astimezone(ZoneInfo(zone)).date().isoformat()
+            expected = (
+                TradingState.HALTED
+                if ref.drawdown_halted
+                else TradingState.REDUCING
+                if ref.daily_loss_day == ref.day
+                else TradingState.ACTIVE
+            )
+            assert state == e.trading_state(now)[0] == expected, now
+            if ref.drawdown_halted:  # resume both, so the drawdown keeps being tested
+                e.resume(equity)
+                ref.drawdown_halted, ref.peak_equity = False, equity
+                ref.history.append("resume")
+                saves += 1
+            now += timedelta(minutes=step_min)
+
+
+def test_a_new_server_day_is_seen_however_the_time_is_given() -> None:
+    """Naive times, other zones and the same instant in another zone give the same day."""
+    e = engine(timezone="America/New_York", daily_loss_pct=None, max_drawdown_pct=None)
+    local = ZoneInfo("America/New_York")
+    e.update_equity(1.0, datetime(2024, 3, 10, 4, 59, tzinfo=UTC))  # 23:59 on the 9th
+    assert e.protections.day == "2024-03-09"
+    e.update_equity(1.0, datetime(2024, 3, 10, 0, 0, tzinfo=local))
+    assert e.protections.day == "2024-03-10"
+    e.update_equity(1.0, datetime(2024, 3, 10, 3, 59, tzinfo=ZoneInfo("Europe/Nicosia")))
+    assert e.protections.day == "2024-03-09"  # 20:59 on the 9th in New York
+    naive = datetime(2024, 11, 3, 12, 0)
+    e.update_equity(1.0, naive)
+    assert e.protections.day == naive.astimezone(local).date().isoformat()
+
+
+def test_the_kill_switch_file_appearing_between_bars_halts_the_next_bar(tmp_path: Path) -> None:
+    kill = tmp_path / "KILL"
+    e = engine(kill_switch_file=kill)
+    assert e.update_equity(10_000.0, NOW) == TradingState.ACTIVE
+    assert buy(e).approved and e.trading_state(NOW) == (TradingState.ACTIVE, "")
+    kill.touch()
+    later = NOW + timedelta(hours=1)
+    assert e.update_equity(10_000.0, later) == TradingState.HALTED
+    assert buy(e, now=later).reasons == (RiskReason.HALTED,)
+    assert e.trading_state(later) == (TradingState.HALTED, "kill_switch_file")
+    kill.unlink()
+    assert e.update_equity(10_000.0, later + timedelta(hours=1)) == TradingState.ACTIVE
+
+
+def test_the_kill_switch_look_up_of_a_bar_lasts_at_most_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(risk_engine, "monotonic", lambda: clock[0])
+    kill = tmp_path / "KILL"
+    e = engine(kill_switch_file=kill)
+    assert e.update_equity(10_000.0, NOW) == TradingState.ACTIVE
+    kill.touch()
+    clock[0] += 0.9
+    assert e.trading_state(NOW)[0] == TradingState.ACTIVE
+    clock[0] += 0.2  # 1.1 s after the look-up: looked up again, same bar or not
+    assert e.trading_state(NOW)[0] == TradingState.HALTED
+
+
+def test_manual_and_direct_state_changes_show_at_once() -> None:
+    """The ACTIVE shortcut of trading_state reads the live state every call."""
+    e = engine()
+    assert e.update_equity(10_000.0, NOW) == TradingState.ACTIVE
+    e.halt("op")
+    assert e.trading_state(NOW) == (TradingState.HALTED, "op")
+    e.reduce("op")
+    assert e.trading_state(NOW) == (TradingState.REDUCING, "op")
+    assert buy(e).reasons == (RiskReason.REDUCING,)
+    e.resume()
+    assert e.trading_state(NOW) == (TradingState.ACTIVE, "")
+    e.protections.daily_loss_day = e.protections.day
+    assert e.trading_state(NOW) == (TradingState.REDUCING, "daily_loss")
+    e.protections.daily_loss_day = "2000-01-01"
+    assert e.update_equity(10_000.0, NOW) == TradingState.ACTIVE
+
+
+def test_the_rate_limit_uses_the_time_of_each_call() -> None:
+    """Epoch seconds are kept for the last ``now``; a new ``now`` is converted afresh."""
+    e = engine(max_orders_per_window=1, order_window_s=60.0)
+    assert buy(e).approved
+    e.record_order(NOW)
+    assert buy(e).reasons == (RiskReason.RATE_LIMITED,)
+    assert buy(e, now=NOW + timedelta(seconds=59, microseconds=999_999)).reasons == (
+        RiskReason.RATE_LIMITED,
+    )
+    assert buy(e, now=NOW + timedelta(seconds=60)).approved
+    assert buy(e, now=NOW.astimezone(ZoneInfo("Asia/Tokyo")) + timedelta(seconds=60)).approved
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Nicosia", "America/New_York", "Asia/Beirut", "Australia/Lord_Howe"]
+)
+def test_the_cached_server_day_ends_exactly_at_server_midnight(zone: str) -> None:
+    """A microsecond either side of every quarter hour, forth and back (all midnights and DST
+    changes of these zones fall on one) around the 2024 changes: the plain conversion's day."""
+    e = engine(timezone=zone, daily_loss_pct=None, max_drawdown_pct=None)
+    tick, local = timedelta(microseconds=1), ZoneInfo(zone)
+    for start, end in (
+        (datetime(2024, 3, 8), datetime(2024, 4, 9)),
+        (datetime(2024, 9, 27), datetime(2024, 11, 6)),
+    ):
+        now = start.replace(tzinfo=UTC)
+        while now < end.replace(tzinfo=UTC):
+            for t in (now - tick, now, now - tick):  # and back again
+                e.update_equity(1.0, t)
+                assert e.protections.day == t.astimezone(local).date().isoformat(), t
+            now += timedelta(minutes=15)

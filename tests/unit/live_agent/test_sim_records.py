@@ -11,8 +11,8 @@ import pandas as pd
 
 from live_agent import mt5_constants as c
 from live_agent.agent import _atr
-from live_agent.mt5_types import RATES_DTYPE
-from live_agent.simulator import Mt5Simulator
+from live_agent.mt5_types import RATES_DTYPE, TradeRequest
+from live_agent.simulator import Mt5Simulator, SymbolSpec
 from live_agent.testing import synthetic_bars
 
 
@@ -32,7 +32,9 @@ def answers(s: Mt5Simulator) -> tuple[Any, ...]:
 def assert_fresh(s: Mt5Simulator) -> None:
     """What the simulator answers equals what it answers with every cache dropped."""
     cached = answers(s)
-    s._account = s._position_records = s._account_last = None
+    s._account, s._position_book, s._account_last = (-1, None), (-1, ((), 0, 0)), None
+    for pos in s._positions.values():
+        pos.changed()
     s._infos.clear()
     s._info_fixed.clear()
     s._quotes.clear()
@@ -152,3 +154,96 @@ def test_opened_bars_follow_the_clock_over_gaps_and_sparse_looks() -> None:
             assert len(rates) == len(expected)
             assert int(rates["time"][-1]) == int(expected.iloc[-1].timestamp())
     assert step == 397  # 400 clock bars, from the 4th to the close of the last
+
+
+def test_rates_are_fresh_writable_copies_and_the_forming_bar_shows_its_open() -> None:
+    """Bars are copied out of the simulator (a caller may write into them) and the forming
+    bar is open = high = low = close with tick_volume 1, like the data's own bar otherwise."""
+    bars = synthetic_bars(n=30)
+    s = Mt5Simulator(bars, start_bar=10)
+    assert s.initialize()
+    first = s.copy_rates_from_pos("EURUSD", c.TIMEFRAME_H1, 0, 5)
+    assert first is not None and first.flags.writeable and first.dtype == RATES_DTYPE
+    expected = first.tolist()
+    first["close"] = -1.0
+    first["time"][0] = 0
+    again = s.copy_rates_from_pos("EURUSD", c.TIMEFRAME_H1, 0, 5)
+    assert again is not None and again.tolist() == expected
+    row = bars.iloc[10]
+    forming = again[-1]
+    assert int(forming["time"]) == int(row["time"].timestamp())
+    assert forming["open"] == forming["high"] == forming["low"] == forming["close"] == row["open"]
+    assert (int(forming["tick_volume"]), int(forming["real_volume"])) == (1, 0)
+    closed = s.copy_rates_from_pos("EURUSD", c.TIMEFRAME_H1, 1, 4)
+    assert closed is not None and closed.tolist() == expected[:-1]
+    assert float(closed["close"][-1]) == bars.iloc[9]["close"]
+    empty = s.copy_rates_range("EURUSD", c.TIMEFRAME_H1, 0, 1)
+    assert empty is not None and len(empty) == 0 and empty.dtype == RATES_DTYPE
+
+
+def test_position_records_follow_swaps_partial_closes_and_stops() -> None:
+    """The open positions' records are cached between changes; every change shows at once."""
+    specs = {"EURUSD": SymbolSpec.for_symbol("EURUSD", swap_long=-7.0, swap_short=2.0)}
+    s = Mt5Simulator(synthetic_bars(n=80), specs=specs, start_bar=20)
+    assert s.initialize()
+    buy = send(s, action=c.TRADE_ACTION_DEAL, type=c.ORDER_TYPE_BUY, volume=1.0)
+    sell = send(s, action=c.TRADE_ACTION_DEAL, type=c.ORDER_TYPE_SELL, volume=0.5)
+    day = s.now.date()
+    while s.now.date() == day:  # over a rollover: both positions are charged
+        assert s.advance()
+        assert_fresh(s)
+    by_ticket = {p.ticket: p for p in s.positions_get() or ()}
+    assert by_ticket[buy.order].swap < 0 < by_ticket[sell.order].swap
+    swap_before = by_ticket[buy.order].swap
+    send(s, action=c.TRADE_ACTION_DEAL, type=c.ORDER_TYPE_SELL, volume=0.4, position=buy.order)
+    (left,) = [p for p in s.positions_get() or () if p.ticket == buy.order]
+    assert (left.volume, left.time_update) == (0.6, int(s.now.timestamp()))
+    assert left.swap == round(swap_before - round(swap_before * 0.4, 2), 2)
+    assert_fresh(s)
+    tick = s.symbol_info_tick("EURUSD")
+    assert tick is not None
+    send(s, action=c.TRADE_ACTION_SLTP, position=sell.order, sl=round(tick.ask + 0.01, 5))
+    (stopped,) = s.positions_get(ticket=sell.order) or ()
+    assert (stopped.sl, stopped.tp) == (round(tick.ask + 0.01, 5), 0.0)
+    assert_fresh(s)
+    s.advance()
+    (moved,) = s.positions_get(ticket=buy.order) or ()
+    assert moved[:13] == left[:13] and moved.price_current != left.price_current
+    assert_fresh(s)
+
+
+def test_a_request_takes_the_defaults_of_left_out_keys_and_reports_its_first_bad_field() -> None:
+    s = Mt5Simulator(synthetic_bars(n=20), start_bar=5)
+    assert s.initialize()
+    result = s.order_send(
+        {"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": "0.1", "comment": "c" * 40}
+    )
+    assert result is not None and result.retcode == c.TRADE_RETCODE_DONE
+    assert type(result.request) is TradeRequest
+    assert result.request == TradeRequest(
+        action=c.TRADE_ACTION_DEAL,
+        magic=0,
+        order=0,
+        symbol="EURUSD",
+        volume=0.1,
+        price=0.0,
+        stoplimit=0.0,
+        sl=0.0,
+        tp=0.0,
+        deviation=0,
+        type=c.ORDER_TYPE_BUY,
+        type_filling=c.ORDER_FILLING_FOK,
+        type_time=c.ORDER_TIME_GTC,
+        expiration=0,
+        comment="c" * 31,
+        position=0,
+        position_by=0,
+    )
+    # the first field in TradeRequest's order that does not convert is the one reported
+    assert s.order_send({"deviation": "x", "symbol": "EURUSD", "volume": "y"}) is None
+    assert s.last_error() == (
+        c.RES_E_INVALID_PARAMS,
+        "Invalid request: could not convert string to float: 'y'",
+    )
+    assert s.order_send({"symbol": "EURUSD", "bogus": 1, "other": 2}) is None
+    assert s.last_error() == (c.RES_E_INVALID_PARAMS, "Invalid request keys ['bogus', 'other']")
