@@ -216,6 +216,17 @@ def test_replay_buys_holds_closes_and_sells_with_the_known_pnl(serving_factory: 
     ]
     execution = next(e for e in sink.events if e.service_name == "execution")
     assert ("mt5", "order_send") in {(d.target, d.endpoint) for d in execution.dependencies}
+    # the risk step reads the equity every bar, the symbol only when an order may follow
+    risk_reads = [
+        [d.endpoint for e in events if e.service_name == "risk" for d in e.dependencies]
+        for events in chains.values()
+    ]
+    assert risk_reads == [
+        ["symbol_info", "account_info"],  # BUY
+        ["account_info"],  # HOLD
+        ["symbol_info", "account_info"],  # CLOSE
+        ["symbol_info", "account_info"],  # SELL
+    ]
 
     headers, body = serving.requests[0]
     assert body["bar"]["time"] == (T0 + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
