@@ -4,7 +4,7 @@ import hashlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -455,16 +455,27 @@ class Agent:
             trace.metadata["forwarded_bars"] = forwarded
 
     # ------------------------------------------------------------------ replay
-    def run_replay(self, symbols: Sequence[str], n_bars: int) -> ReplaySummary:
-        """Advance the simulator ``n_bars`` times, one chain per symbol per closed bar."""
+    def run_replay(
+        self,
+        symbols: Sequence[str],
+        n_bars: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> ReplaySummary:
+        """Advance the simulator ``n_bars`` times, one chain per symbol per closed bar.
+        ``progress(steps done)`` is called every 1,000 clock steps and at the end."""
         sim = self._terminal
         if not isinstance(sim, Mt5Simulator):
             raise ConfigError("run_replay needs the Mt5Simulator as terminal", reason="not_sim")
         outcomes: list[BarOutcome] = []
-        for _ in range(n_bars):
-            if not sim.advance():
-                break
+        done = 0
+        while done < n_bars and sim.advance():
+            done += 1
             outcomes.extend(self.on_closed_bar(s) for s in symbols if self.has_new_bar(s))
+            if progress is not None and done % 1000 == 0:
+                progress(done)
+        if progress is not None:
+            progress(done)
         return summarize(outcomes, self.realized_pnl())
 
     def has_new_bar(self, symbol: str) -> bool:

@@ -12,6 +12,8 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from chaintrade.errors import ConfigError
 from chaintrade.lake import read_bars
@@ -73,10 +75,17 @@ def replay(
     agent_settings = AgentSettings(timeframe=timeframe, **overrides)  # type: ignore[arg-type]
     bars = lake_bars(settings.lake_dir, symbol, timeframe, start)
     sim = Mt5Simulator(bars, start_bar=1)
+    prepare_chain_tables(settings.db_url, settings.spool_dir / "agent")
     with ChainWriter(settings.db_url, spool_dir=settings.spool_dir / "agent") as writer:
         agent = Agent.from_settings(sim, writer, agent_settings)
         agent.start()
-        result = agent.run_replay(symbol, n_bars=len(bars))
+        with _replay_progress() as shown:
+            task = shown.add_task(f"replay {', '.join(symbol)}", total=sim.steps_left)
+            result = agent.run_replay(
+                symbol,
+                n_bars=sim.steps_left,
+                progress=lambda done: shown.update(task, completed=done),
+            )
         writer.flush(timeout=60)
         written = writer.stats.written
     summary = summary_dict(result, written)
@@ -84,6 +93,36 @@ def replay(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2))
+
+
+def prepare_chain_tables(url: str, spool_dir: Path) -> bool:
+    """Create or upgrade the chain tables (idempotent migrations). The agent trades on when
+    that fails (database down, no DDL rights): chain events spool until the tables exist."""
+    from chaintrade.db import describe, migrate
+
+    try:
+        migrate(url)
+    except Exception as exc:  # any failure here only delays the chain events
+        typer.echo(
+            f"warning: could not create the chain tables in {describe(url)} ({exc}); chain "
+            f"events spool to {spool_dir} and are sent once chain_history exists (apply "
+            "infra/migrations with chaintrade.db.migrate, or check CHAINTRADE_DB_URL)",
+            err=True,
+        )
+        return False
+    return True
+
+
+def _replay_progress() -> Progress:
+    """Clock steps replayed, on stderr (stdout keeps the JSON summary)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} bars"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
 
 
 def load_agent_settings(path: Path | None, **overrides: object) -> AgentSettings:
@@ -138,6 +177,7 @@ def run(
     metrics = AgentMetrics()
     if metrics_port is not None:
         serve_metrics(metrics, metrics_port)
+    prepare_chain_tables(settings.db_url, settings.spool_dir / "agent")
     with ChainWriter(settings.db_url, spool_dir=settings.spool_dir / "agent") as writer:
         agent = Agent.from_settings(term, writer, agent_settings)
         runner = Runner(agent, symbol, poll_s=poll_s, metrics=metrics, max_bars=max_bars)

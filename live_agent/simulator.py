@@ -376,6 +376,11 @@ class Mt5Simulator:
         """True when no bar is left to replay."""
         return self._index >= len(self._clock) - 1
 
+    @property
+    def steps_left(self) -> int:
+        """How many times :meth:`advance` can still move the clock."""
+        return len(self._clock) - 1 - self._index
+
     def advance(self) -> bool:
         """Close the forming bar and move to the next one; checks SL/TP. False at the end."""
         index = self._index + 1

@@ -373,3 +373,19 @@ def test_reconciliation_chains_reach_postgresql_through_the_chain_writer(
     assert event["event_type"] == "complete" and event["metadata"]["chain_name"] == "reconciliation"
     assert event["metadata"]["ok"] is True and event["metadata"]["magic"] == MAGIC
     assert {d["endpoint"] for d in event["dependencies"]} >= {"positions_get", "orders_get"}
+
+
+def test_the_agent_cli_creates_the_chain_tables_or_warns_and_trades_on(
+    empty_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from live_agent.cli import prepare_chain_tables
+
+    assert prepare_chain_tables(empty_db, tmp_path)
+    with connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('chain_history') IS NOT NULL").fetchone() == (True,)
+    assert prepare_chain_tables(empty_db, tmp_path)  # idempotent
+
+    down = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    assert not prepare_chain_tables(down, tmp_path)
+    warning = capsys.readouterr().err
+    assert "postgres@127.0.0.1:1/nowhere" in warning and str(tmp_path) in warning

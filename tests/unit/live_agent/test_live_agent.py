@@ -375,3 +375,16 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert (s.serving_url, s.magic, s.mt5_timeframe) == ("http://serving:3000", 77, 16385)
     assert s.serving_token is not None and s.serving_token.get_secret_value() == "zz-secret-zz"
     assert "zz-secret-zz" not in repr(s)
+
+
+def test_replay_reports_its_progress_every_1000_clock_steps_and_at_the_end() -> None:
+    from chaintrade.market_data import synthetic_market
+    from live_agent.parity import SignalTable
+
+    bars = synthetic_market(["EURUSD"], timeframe="H1", n=2_500, seed=3)
+    sim = Mt5Simulator(bars, start_bar=0)
+    agent = Agent(sim, SignalTable({}), ListSink(), AgentSettings())
+    agent.start()
+    total, seen = sim.steps_left, list[int]()
+    agent.run_replay(["EURUSD"], n_bars=total + 10, progress=seen.append)
+    assert total == 2_500 and seen == [1_000, 2_000, 2_500] and sim.steps_left == 0
