@@ -57,7 +57,9 @@ def test_mt5_kind_without_the_package_says_what_to_install(monkeypatch: pytest.M
 def test_bridge_kind_without_rpyc_says_to_install_the_bridge_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "rpyc", None)  # as if not installed: import fails
+    # as if not installed: every import of rpyc fails, also of modules imported before
+    for name in {"rpyc", "rpyc.utils.classic"} | {m for m in sys.modules if m.startswith("rpyc.")}:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ConfigError) as err:
         load_terminal("bridge", host="wine-box", port=18812)
     assert err.value.reason == "missing_package" and "chaintrade[bridge]" in str(err.value)
