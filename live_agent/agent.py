@@ -35,6 +35,7 @@ from live_agent.execution import (
     traced_call,
 )
 from live_agent.risk_engine import (
+    NO_ORDER,
     MarketView,
     ProtectionStore,
     RiskConfig,
@@ -323,7 +324,7 @@ class Agent:
             rejected = bar_reason(current, previous)
             trace.metadata.update(
                 symbol=symbol,
-                bar_time=(bar_iso := bar_time.isoformat()),
+                bar_time=bar_time.isoformat(),
                 rejected=rejected is not None,
                 reason=rejected,
             )
@@ -369,7 +370,7 @@ class Agent:
                     confidence=prediction.confidence,
                     model_name=prediction.model_name,
                     model_version=prediction.model_version,
-                    feature_timestamp=_iso(prediction.feature_timestamp, bar_time, bar_iso),
+                    feature_timestamp=prediction.feature_timestamp.isoformat(),
                 )
         except (ServiceUnavailable, FatalError) as exc:
             error = f"prediction:{exc.reason}"
@@ -484,10 +485,7 @@ class Agent:
         if rates is None or len(rates) == 0:
             return True  # let the collector step record why the terminal gave nothing
         last = self._last_seen.get(symbol)
-        if last is None:
-            return True
-        stamp = int(rates["time"][-1])
-        return (stamp if self._settings.bar_times == "utc" else self._utc_seconds(stamp)) > last
+        return last is None or self._utc_seconds(int(rates["time"][-1])) > last
 
     # ------------------------------------------------------------------ ticks
     def latest_tick(self, symbol: str) -> dict[str, Any] | None:
@@ -659,7 +657,7 @@ class Agent:
         if equity is not None:
             self.risk.update_equity(equity, now)
         if hold:
-            return _NO_ORDER, None, ()
+            return NO_ORDER, None, ()
         # bid-priced views of the symbols held (exposures) and of ``symbol`` for a SELL; a BUY
         # or CLOSE with nothing open needs none
         markets: dict[str, MarketView] = {}
@@ -805,17 +803,6 @@ def _bar_dict(rates: np.ndarray, i: int, symbol: str, timeframe: str) -> dict[st
         "symbol": symbol,
         "timeframe": timeframe,
     }
-
-
-_NO_ORDER = RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))
-
-
-def _iso(value: datetime, known: datetime, known_iso: str) -> str:
-    """``value.isoformat()``, reusing ``known_iso`` for the same instant at the same offset
-    (the same text; serving answers with the bar's own time)."""
-    if value == known and value.utcoffset() == known.utcoffset():
-        return known_iso
-    return value.isoformat()
 
 
 @lru_cache(maxsize=256)

@@ -204,7 +204,7 @@ class RateLimiter:
 _ACTIVE, _REDUCING, _HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
 _ACTIVE_STATE = (_ACTIVE, "")
 _BUY, _SELL, _CLOSE, _HOLD = Action.BUY, Action.SELL, Action.CLOSE, Action.HOLD
-_NO_ORDER = RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))
+NO_ORDER = RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))  # the verdict on a HOLD
 _INPUTS_UNAVAILABLE = RiskVerdict(False, 0.0, (RiskReason.INPUTS_UNAVAILABLE,))
 _APPROVED_CLOSE = RiskVerdict(True, 0.0, (RiskReason.APPROVED,))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -420,7 +420,7 @@ class RiskEngine:
     ) -> RiskVerdict:
         """Judge one decided action; ``None`` inputs fail closed for new exposure."""
         if action == _HOLD:
-            return _NO_ORDER
+            return NO_ORDER
         state, _ = self.trading_state(now)
         if action == _CLOSE:
             reasons = []
