@@ -72,7 +72,8 @@ def new_id_int() -> int:
     (starting at a random offset; ``next()`` on ``itertools.count`` is atomic, so no
     lock), the variant and 32 random bits. A caller that needs many ids at once may
     clear the 32 random bits and use ``value | i`` for ``i < 2**32``: each call takes a
-    new sequence number, so those ranges never overlap.
+    new sequence number, so those ranges never overlap (a pair: ``value`` and
+    ``value ^ 1``, as :class:`ChainContext` takes its two ids).
     """
     seq = next(_seq)
     return (
@@ -90,10 +91,15 @@ def new_id() -> uuid.UUID:
     Ids that grow with time keep the database's B-tree inserts at the right edge of the
     index (the ``chain_history`` key leads with ``event_id``).
     """
+    return _uuid_of(new_id_int())
+
+
+def _uuid_of(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a valid 128-bit ``value``."""
     # uuid.UUID(int=...) validates in Python (~4x the cost); the value is valid by
     # construction, so set UUID's two slots directly.
     u = _new_object(_UUID)
-    _set_uuid_int(u, new_id_int())
+    _set_uuid_int(u, value)
     _set_uuid_safe(u, _UNKNOWN_SAFETY)
     return u
 
@@ -360,8 +366,15 @@ class ChainContext:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.sink = sink
-        self.chain_id = chain_id or new_id()
-        self.request_id = request_id or new_id()
+        if not chain_id and not request_id:
+            # a new chain (one per bar in the live loop): both ids from one id number, the
+            # request id's last random bit flipped (unique, time-ordered UUIDv7s alike)
+            value = new_id_int()
+            self.chain_id = _uuid_of(value)
+            self.request_id = _uuid_of(value ^ 1)
+        else:
+            self.chain_id = chain_id or new_id()
+            self.request_id = request_id or new_id()
         self.source_service = source_service
         self.user_id = user_id
         self.metadata: dict[str, Any] = dict(metadata) if metadata else {}

@@ -626,30 +626,18 @@ def _row_rules(values: tuple[Any, ...], calendar: SessionCalendar) -> _RowResult
         if reason is not None:
             return reason, t
         o, h, lo, c, tick_volume, spread, real_volume = numbers
-    if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
-        return Reason.NON_POSITIVE_PRICE, t
-    if h < max(o, c) or lo > min(o, c):
-        return Reason.OHLC_INCONSISTENT, t
+    # A good bar passes the price rules in one chain of comparisons (false where a price is
+    # NaN); only a bar that fails it takes the rules one by one, for its reason.
+    if not (0 < lo <= o <= h and lo <= c <= h):
+        if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
+            return Reason.NON_POSITIVE_PRICE, t
+        if h < max(o, c) or lo > min(o, c):
+            return Reason.OHLC_INCONSISTENT, t
     if tick_volume < 0 or real_volume < 0:
         return Reason.NEGATIVE_VOLUME, t
     if calendar.closed_at(t):  # type: ignore[arg-type]  # _odd_values rejects t None
         return Reason.MARKET_CLOSED, t
     return None, t
-
-
-def _remembered_rules(bar: Mapping[str, Any], calendar: SessionCalendar) -> _RowResult:
-    """``_row_rules`` of a ``previous`` bar, taken from the last few ``bar`` mappings checked
-    with ``calendar`` when it is the same object with equal values (the live loop passes
-    each bar again as the next one's ``previous``; equal values give equal rules)."""
-    values = _BAR_VALUES(bar)
-    seen = calendar._bar_rows.get(id(bar))
-    if seen is not None and seen[0] is bar:
-        try:
-            if seen[1] == values:
-                return seen[2]
-        except (TypeError, ValueError):  # values without a plain ==, e.g. arrays
-            pass
-    return _row_rules(values, calendar)
 
 
 def bar_reason(
@@ -675,12 +663,28 @@ def bar_reason(
     memo[id(bar)] = (bar, values, result)  # holds ``bar``, so its id is not reused meanwhile
     if reason is not None or previous is None or t is None:
         return reason
-    same_series = previous["symbol"] == bar["symbol"] and str(previous["timeframe"]) == str(
-        bar["timeframe"]
-    )
-    if not same_series:
+    same_symbol = previous["symbol"] == values[0]  # as it was: ==, not != (NaN, arrays)
+    if not same_symbol:
         return None
-    prev_reason, prev_t = _remembered_rules(previous, cal)
+    # the same series: str() of both timeframes equal (one str object in a live loop)
+    timeframe, prev_timeframe = values[1], previous["timeframe"]
+    if not (prev_timeframe is timeframe and type(timeframe) is str) and str(prev_timeframe) != str(
+        timeframe
+    ):
+        return None
+    # ``previous``'s row rules, remembered when it was the last bar checked with ``cal`` and
+    # has equal values now (the live loop passes each bar again as the next one's
+    # ``previous``; equal values give equal rules)
+    prev_values = _BAR_VALUES(previous)
+    seen = memo.get(id(previous))
+    prev_result = None
+    if seen is not None and seen[0] is previous:
+        try:
+            if seen[1] == prev_values:
+                prev_result = seen[2]
+        except (TypeError, ValueError):  # values without a plain ==, e.g. arrays
+            pass
+    prev_reason, prev_t = prev_result or _row_rules(prev_values, cal)
     if prev_t is None:
         return None
     if prev_t == t:

@@ -42,6 +42,20 @@ class Decision(msgspec.Struct, frozen=True, gc=False):
     reasons: tuple[str, ...]
 
 
+# Enum members, the default rule and reason tuples read as plain globals (an enum class
+# attribute costs ~0.1 us a read in Python 3.11; decisions are frozen, so sharing parts is safe).
+_BUY, _SELL, _CLOSE, _HOLD = Action.BUY, Action.SELL, Action.CLOSE, Action.HOLD
+_DEFAULT_RULE = DecisionRule()
+_NO_PREDICTION = Decision(_HOLD, None, (DecisionReason.NO_PREDICTION,))
+_STALE = (DecisionReason.STALE_PREDICTION,)
+_LOW_CONFIDENCE = (DecisionReason.LOW_CONFIDENCE,)
+_STRONG_UP = (DecisionReason.STRONG_UP,)
+_STRONG_DOWN = (DecisionReason.STRONG_DOWN,)
+_WEAK_CLOSE = (DecisionReason.WEAK_CLOSE,)
+_WEAK_FLAT = (DecisionReason.WEAK_FLAT,)
+_NEUTRAL = (DecisionReason.NEUTRAL,)
+
+
 def decide(
     prediction: Prediction | None,
     *,
@@ -50,24 +64,27 @@ def decide(
     not_before: datetime | None = None,
 ) -> Decision:
     """Apply the rule; no prediction or one older than ``not_before`` holds (fail closed)."""
-    rule = rule or DecisionRule()
     if prediction is None:
-        return Decision(Action.HOLD, None, (DecisionReason.NO_PREDICTION,))
+        return _NO_PREDICTION
+    if rule is None:
+        rule = _DEFAULT_RULE
     strength = prediction.strength
-    if not_before is not None and _utc(prediction.feature_timestamp) < _utc(not_before):
-        return Decision(Action.HOLD, strength, (DecisionReason.STALE_PREDICTION,))
+    if not_before is not None:
+        stamp = prediction.feature_timestamp  # a naive time is UTC
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        if not_before.tzinfo is None:
+            not_before = not_before.replace(tzinfo=UTC)
+        if stamp < not_before:
+            return Decision(_HOLD, strength, _STALE)
     if prediction.confidence < rule.min_confidence:
-        return Decision(Action.HOLD, strength, (DecisionReason.LOW_CONFIDENCE,))
+        return Decision(_HOLD, strength, _LOW_CONFIDENCE)
     if strength > rule.buy_threshold:
-        return Decision(Action.BUY, strength, (DecisionReason.STRONG_UP,))
+        return Decision(_BUY, strength, _STRONG_UP)
     if strength < rule.sell_threshold:
-        return Decision(Action.SELL, strength, (DecisionReason.STRONG_DOWN,))
+        return Decision(_SELL, strength, _STRONG_DOWN)
     if abs(strength) < rule.close_band:
         if position_open:
-            return Decision(Action.CLOSE, strength, (DecisionReason.WEAK_CLOSE,))
-        return Decision(Action.HOLD, strength, (DecisionReason.WEAK_FLAT,))
-    return Decision(Action.HOLD, strength, (DecisionReason.NEUTRAL,))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+            return Decision(_CLOSE, strength, _WEAK_CLOSE)
+        return Decision(_HOLD, strength, _WEAK_FLAT)
+    return Decision(_HOLD, strength, _NEUTRAL)

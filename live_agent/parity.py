@@ -70,14 +70,16 @@ class SignalTable:
         strength = self._table.get((bar.symbol, int(bar.time.timestamp())))
         if strength is None:
             raise NoSignal(f"no signal for {bar.symbol} at {bar.time.isoformat()}")
-        return Prediction(
-            symbol=bar.symbol,
-            prediction=(strength + 1.0) / 2.0,
-            strength=strength,
-            confidence=self._confidence,
-            model_name="signal_table",
-            model_version="0",
-            feature_timestamp=bar.time,
+        return Prediction.model_validate(  # cheaper than ``Prediction(**fields)``
+            {
+                "symbol": bar.symbol,
+                "prediction": (strength + 1.0) / 2.0,
+                "strength": strength,
+                "confidence": self._confidence,
+                "model_name": "signal_table",
+                "model_version": "0",
+                "feature_timestamp": bar.time,
+            }
         )
 
 

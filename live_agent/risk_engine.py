@@ -191,8 +191,12 @@ class RateLimiter:
             self._times.popleft()
 
     def allows(self, now_s: float) -> bool:
-        self._trim(now_s)
-        return len(self._times) < self._limit
+        times = self._times
+        if times:  # :meth:`_trim`, inline: asked before most orders
+            cutoff = now_s - self._window
+            while times and times[0] <= cutoff:
+                times.popleft()
+        return len(times) < self._limit
 
     def record(self, now_s: float) -> None:
         self._trim(now_s)
@@ -206,7 +210,9 @@ _ACTIVE_STATE = (_ACTIVE, "")
 _BUY, _SELL, _CLOSE, _HOLD = Action.BUY, Action.SELL, Action.CLOSE, Action.HOLD
 NO_ORDER = RiskVerdict(False, 0.0, (RiskReason.NO_ORDER,))  # the verdict on a HOLD
 _INPUTS_UNAVAILABLE = RiskVerdict(False, 0.0, (RiskReason.INPUTS_UNAVAILABLE,))
-_APPROVED_CLOSE = RiskVerdict(True, 0.0, (RiskReason.APPROVED,))
+_APPROVED = (RiskReason.APPROVED,)
+_APPROVED_CLOSE = RiskVerdict(True, 0.0, _APPROVED)
+_MODE_FULL = c.SYMBOL_TRADE_MODE_FULL
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LAST_US_OF_DAY = timedelta(days=1, microseconds=-1)
 
@@ -271,6 +277,11 @@ class RiskEngine:
         self._now_s = 0.0
         # the server day holding (_day_lo, _day_hi) epoch seconds (open: see _server_day)
         self._day, self._day_lo, self._day_hi = "", 0.0, 0.0
+        # facts of ``config`` the checks branch on, found once per config object (_derive)
+        self._derived_for: RiskConfig | None = None
+        self._hours_on = self._caps_on = False
+        # a fixed lot sized for the last terms seen: (terms, volume or None, denial or None)
+        self._lot: tuple[SymbolTerms, float | None, str | None] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -339,7 +350,12 @@ class RiskEngine:
     def update_equity(self, equity: float, now: datetime) -> TradingState:
         """Roll the day, track the peak and trip the protections; persisted when changed."""
         s, cfg = self._state, self.config
-        day = self._server_day(now)
+        # _server_day's cached answer, inline (this runs every bar): ``now``'s epoch seconds
+        # (see _epoch_s), then the day while they stay inside it
+        if now is not self._now:
+            self._now, self._now_s = now, now.timestamp()
+        t = self._now_s
+        day = self._day if self._day_lo < t < self._day_hi else self._server_day(now)
         changed = False  # each branch below changes the persisted state when it is taken
         if s.day != day:
             s.day, s.day_start_equity = day, equity
@@ -428,63 +444,95 @@ class RiskEngine:
                 reasons.append(RiskReason.NOT_RECONCILED)
             if state == _HALTED:
                 reasons.append(RiskReason.HALTED)
-            if exposures is not None and not any(e.symbol == symbol for e in exposures):
-                reasons.append(RiskReason.NOTHING_TO_CLOSE)
+            if exposures is not None:
+                for e in exposures:  # ``any()`` without a generator
+                    if e.symbol == symbol:
+                        break
+                else:
+                    reasons.append(RiskReason.NOTHING_TO_CLOSE)
             if reasons:
                 return _denied(tuple(reasons))
             return _APPROVED_CLOSE
         if market is None or equity is None or exposures is None:
             return _INPUTS_UNAVAILABLE
         cfg = self.config
+        if cfg is not self._derived_for:
+            self._derive(cfg)
         reasons = []
         if not self.reconciled:
             reasons.append(RiskReason.NOT_RECONCILED)
-        if state == _HALTED:
-            reasons.append(RiskReason.HALTED)
-        elif state == _REDUCING:
-            reasons.append(RiskReason.REDUCING)
+        if state is not _ACTIVE:
+            if state == _HALTED:
+                reasons.append(RiskReason.HALTED)
+            elif state == _REDUCING:
+                reasons.append(RiskReason.REDUCING)
         if self._paused_until is not None and now < self._paused_until:
             reasons.append(RiskReason.PAUSED)
-        if not self._in_hours(now):
+        if self._hours_on and not self._in_hours(now):
             reasons.append(RiskReason.OUTSIDE_TRADING_HOURS)
-        if not _mode_allows(market.terms.trade_mode, action):
+        trade_mode = market.terms.trade_mode
+        if trade_mode != _MODE_FULL and not _mode_allows(trade_mode, action):
             reasons.append(RiskReason.TRADE_DISABLED)
         if market.spread_points > cfg.max_spread_points:
             reasons.append(RiskReason.SPREAD_TOO_WIDE)
-        mine = [e for e in exposures if e.symbol == symbol]
+        mine = []  # this symbol's exposures (a loop: a comprehension is a call in 3.11)
+        for e in exposures:
+            if e.symbol == symbol:
+                mine.append(e)
         if len(mine) >= cfg.max_positions_per_symbol:
             reasons.append(RiskReason.MAX_POSITIONS)
         if len(exposures) >= cfg.max_positions_total:
             reasons.append(RiskReason.MAX_POSITIONS_TOTAL)
-        if not self._rate.allows(self._epoch_s(now)):
+        now_s = self._now_s if now is self._now else self._epoch_s(now)
+        if not self._rate.allows(now_s):
             reasons.append(RiskReason.RATE_LIMITED)
         volume = self._size(equity, market, reasons)
-        if volume is not None:
+        if volume is not None and self._caps_on:
             self._caps(volume, market, mine, exposures, reasons)
         if reasons:
             return _denied(tuple(reasons))
         assert volume is not None
-        return RiskVerdict(True, volume, (RiskReason.APPROVED,))
+        return RiskVerdict(True, volume, _APPROVED)
+
+    def _derive(self, cfg: RiskConfig) -> None:
+        """Note which checks ``cfg`` switches on and forget what was sized under another."""
+        self._derived_for = cfg
+        self._hours_on = bool(cfg.trading_days or cfg.trading_hours)
+        self._caps_on = not (
+            cfg.max_volume_per_symbol is None
+            and cfg.max_volume_total is None
+            and cfg.max_notional_per_symbol is None
+            and cfg.max_notional_total is None
+        )
+        self._lot = None
 
     def _size(self, equity: float, market: MarketView, reasons: list[str]) -> float | None:
         cfg = self.config
-        if cfg.risk_pct > 0:
-            stop = market.stop_distance or (market.atr or 0.0) * cfg.atr_sl_mult
-            if stop <= 0:
-                reasons.append(RiskReason.NO_STOP_DISTANCE)
-                return None
-            raw = atr_volume(equity, cfg.risk_pct, stop, market)
-        else:
-            raw = cfg.lot_size
+        if not cfg.risk_pct > 0:
+            # a fixed lot: the same (frozen) terms object comes bar after bar, so size it once
+            lot = self._lot
+            if lot is None or lot[0] is not market.terms:
+                t = market.terms
+                if not (t.volume_step > 0 and t.volume_min > 0 and t.volume_max >= t.volume_min):
+                    lot = (t, None, RiskReason.INVALID_VOLUME_SPEC)
+                else:
+                    fixed = _round_lot(cfg.lot_size, t.volume_step, t.volume_min, t.volume_max)
+                    lot = (t, fixed, None if fixed is not None else RiskReason.SIZE_BELOW_MIN)
+                self._lot = lot
+            _, volume, denial = lot
+            if denial is not None:
+                reasons.append(denial)
+            return volume
+        stop = market.stop_distance or (market.atr or 0.0) * cfg.atr_sl_mult
+        if stop <= 0:
+            reasons.append(RiskReason.NO_STOP_DISTANCE)
+            return None
+        raw = atr_volume(equity, cfg.risk_pct, stop, market)
         t = market.terms
         if not (t.volume_step > 0 and t.volume_min > 0 and t.volume_max >= t.volume_min):
             reasons.append(RiskReason.INVALID_VOLUME_SPEC)
             return None
-        volume = (
-            round_volume(raw, t)
-            if cfg.risk_pct > 0
-            else _round_lot(raw, t.volume_step, t.volume_min, t.volume_max)
-        )
+        volume = round_volume(raw, t)
         if volume is None:
             reasons.append(RiskReason.SIZE_BELOW_MIN)
         return volume
@@ -552,8 +600,9 @@ def exposures_of(positions: Sequence[Any], markets: Mapping[str, MarketView]) ->
     """:class:`Exposure` of MT5 position records (notional at their symbol's price now)."""
     out = []
     for p in positions:
-        m, volume = markets.get(p.symbol), float(p.volume)
-        out.append(Exposure(p.symbol, volume, notional(volume, m) if m else 0.0))
+        symbol, volume = p.symbol, float(p.volume)
+        m = markets.get(symbol)
+        out.append(Exposure(symbol, volume, notional(volume, m) if m else 0.0))
     return out
 
 

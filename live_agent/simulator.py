@@ -57,6 +57,7 @@ import fnmatch
 import functools
 import math
 import random
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,6 +109,7 @@ _ORDER_REASON = {c.DEAL_REASON_SL: c.ORDER_REASON_SL, c.DEAL_REASON_TP: c.ORDER_
 _NO_IPC = (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 _OK = (c.RES_S_OK, "Success")
 _EPS = 1e-9
+_TICK_FLAGS = c.TICK_FLAG_BID | c.TICK_FLAG_ASK  # what a quote tick carries
 _UNQUOTED: Any = object()  # not computed yet in this clock step (None: no quote)
 _RATE_NAMES: tuple[str, ...] = RATES_DTYPE.names or ()
 _RATE_SIZE = RATES_DTYPE.itemsize
@@ -115,6 +117,16 @@ _TIME, _OPEN, _HIGH, _LOW, _CLOSE, _TICK_VOLUME, _SPREAD, _REAL_VOLUME = (
     _RATE_NAMES.index(k)
     for k in ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
 )
+# one rate record from the bytes as Python scalars, what ``ndarray.item`` gives at half its cost
+_RATE_STRUCT = struct.Struct(
+    "<"
+    + "".join(
+        {"i4": "i", "i8": "q", "u8": "Q", "f8": "d"}[RATES_DTYPE[k].str[1:]] for k in _RATE_NAMES
+    )
+)
+if _RATE_STRUCT.size != _RATE_SIZE:  # pragma: no cover - a padded dtype
+    raise ImportError("RATES_DTYPE is not packed: the rate struct does not match it")
+_unpack_rate = _RATE_STRUCT.unpack_from
 _AI = {name: i for i, name in enumerate(AccountInfo._fields)}
 _AI_BALANCE, _AI_PROFIT, _AI_EQUITY = _AI["balance"], _AI["profit"], _AI["equity"]
 _AI_MARGIN, _AI_MARGIN_FREE, _AI_MARGIN_LEVEL = (
@@ -275,7 +287,10 @@ class Mt5Simulator:
             raise ValueError("bars is empty: the simulator needs at least one bar")
         self._symbols = sorted({sym for sym, _ in self._series})
         self._specs = {s: (specs or {}).get(s) or SymbolSpec.for_symbol(s) for s in self._symbols}
-        self._rounding = {s: (spec.digits, spec.point) for s, spec in self._specs.items()}  # cheap
+        # per symbol: digits, point and the scale for :func:`_round` (cheaper than the spec's)
+        self._rounding = {
+            s: (spec.digits, spec.point, _scale(spec.digits)) for s, spec in self._specs.items()
+        }
         self._quote_series = {
             s: min(
                 (ser for (sym, _), ser in self._series.items() if sym == s),
@@ -317,6 +332,15 @@ class Mt5Simulator:
         self._balance = float(balance)
         self._leverage = int(leverage)
         self._currency = currency
+        # per symbol: the contract size, and whether a profit in the quote currency is divided
+        # by the close price to be in the account currency (the base currency is the account's)
+        self._contract = {
+            s: (
+                spec.contract_size,
+                spec.currency_profit != currency and spec.currency_base == currency,
+            )
+            for s, spec in self._specs.items()
+        }
         self._slippage = int(slippage_points)
         self._faults = faults or FaultConfig()
         self._rng = random.Random(self._faults.seed)
@@ -384,11 +408,13 @@ class Mt5Simulator:
     def advance(self) -> bool:
         """Close the forming bar and move to the next one; checks SL/TP. False at the end."""
         index = self._index + 1
-        if index >= len(self._clock):
+        try:
+            now = self._clock[index]
+        except IndexError:  # the end of the data (cheaper than a len check per step)
             return False
         old = self._now_cache
         self._index = index
-        now = self._now_cache = self._clock[index]
+        self._now_cache = now
         self._version += 1
         self._quotes.clear()
         self._infos.clear()
@@ -498,20 +524,20 @@ class Mt5Simulator:
         if last is not None and last[0] == inputs:
             self._account = (self._version, last[1])
             return last[1]
-        # overwritten below where it moved (balance and margin mostly stay: round is costly)
+        # overwritten below where it moved (balance and margin mostly stay: rounding is costly)
         values = self._account_fixed
         old_balance, old_count, _, old_margin = last[0] if last else (None, None, None, None)
         if old_balance != self._balance:
-            values[_AI_BALANCE] = round(self._balance, 2)
+            values[_AI_BALANCE] = _round(self._balance, 2, 100.0)
         if old_count != len(records) or old_margin != raw_margin:
-            values[_AI_MARGIN] = round(raw_margin, 2)
-        profit = round(raw_profit, 2)
+            values[_AI_MARGIN] = _round(raw_margin, 2, 100.0)
+        profit = _round(raw_profit, 2, 100.0)
         margin = values[_AI_MARGIN]
-        equity = round(self._balance + profit, 2)
+        equity = _round(self._balance + profit, 2, 100.0)
         values[_AI_PROFIT] = profit
         values[_AI_EQUITY] = equity
-        values[_AI_MARGIN_FREE] = round(equity - margin, 2)
-        values[_AI_MARGIN_LEVEL] = round(equity / margin * 100.0, 2) if margin else 0.0
+        values[_AI_MARGIN_FREE] = _round(equity - margin, 2, 100.0)
+        values[_AI_MARGIN_LEVEL] = _round(equity / margin * 100.0, 2, 100.0) if margin else 0.0
         record = tuple.__new__(AccountInfo, values)
         self._account_last = (inputs, record)
         self._account = (self._version, record)
@@ -582,16 +608,18 @@ class Mt5Simulator:
 
     def symbol_info_tick(self, symbol: str) -> Tick | None:
         """The current bid/ask of ``symbol``."""
-        if not self._live():
+        if not self._connected:
+            self._last_error = _NO_IPC
             return None
-        quote = self._quote(symbol)
+        quote = self._quotes.get(symbol, _UNQUOTED)
+        if quote is _UNQUOTED:
+            quote = self._quote(symbol)
         if quote is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"No quotes for {symbol}")
             return None
-        bid, ask, _, _ = quote
         now = self._now_cache
-        flags = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
-        return Tick(now, bid, ask, 0.0, 0, now * 1000, flags, 0.0)
+        # positional (as ``_make``): the namedtuple's own __new__ costs an extra call
+        return tuple.__new__(Tick, (now, quote[0], quote[1], 0.0, 0, now * 1000, _TICK_FLAGS, 0.0))
 
     # ------------------------------------------------------------------ rates
     def copy_rates_from_pos(
@@ -601,16 +629,25 @@ class Mt5Simulator:
         if not self._connected:  # :meth:`_visible` inlined: the agent polls this every bar
             self._last_error = _NO_IPC
             return None
-        visible = self._visible_now.get((symbol, timeframe)) or self._look_up(symbol, timeframe)
-        if visible is None:
-            return None
+        key = (symbol, timeframe)
+        visible = self._visible_now.get(key)
+        if visible is None:  # the first look of this clock step
+            series = self._series_at.get(key)
+            visible = (
+                self._look_up(symbol, timeframe) if series is None else self._opened(key, series)
+            )
+            if visible is None:
+                return None
         series, started = visible
         end = started - start_pos
         if start_pos < 0 or count <= 0 or end <= 0:
             self._last_error = (c.RES_E_INVALID_PARAMS, "Invalid start_pos or count")
             return None
         self._last_error = _OK
-        return self._slice(series, started, end - count if end > count else 0, end)
+        lo = end - count if end > count else 0
+        if start_pos:  # closed bars only (the agent's poll): :meth:`_slice` without its check
+            return np.frombuffer(series.raw[lo * _RATE_SIZE : end * _RATE_SIZE], RATES_DTYPE)
+        return self._slice(series, started, lo, end)
 
     def copy_rates_from(
         self, symbol: str, timeframe: int, date_from: datetime | int, count: int
@@ -847,7 +884,7 @@ class Mt5Simulator:
             and hi > lo
             and series.time_list[hi - 1] + series.seconds > self._now_cache
         ):
-            row = list(series.rates.item(hi - 1))
+            row = list(_unpack_rate(series.raw, (hi - 1) * _RATE_SIZE))
             row[_HIGH] = row[_LOW] = row[_CLOSE] = row[_OPEN]
             row[_TICK_VOLUME] = 1
             row[_REAL_VOLUME] = 0
@@ -867,13 +904,13 @@ class Mt5Simulator:
             key = (symbol, series.mt5_timeframe)
             started = (self._visible_now.get(key) or self._opened(key, series))[1]
             if started:
-                bar = series.rates.item(started - 1)  # a tuple of Python floats and ints
+                bar = _unpack_rate(series.raw, (started - 1) * _RATE_SIZE)  # Python scalars
                 forming = bar[_TIME] + series.seconds > self._now_cache
-                digits, point = self._rounding[symbol]
+                digits, point, scale = self._rounding[symbol]
                 bid = bar[_OPEN] if forming else bar[_CLOSE]
                 spread = bar[_SPREAD]
-                ask = round(bid + spread * point, digits)
-                quote = (round(bid, digits), ask, spread, forming)
+                ask = _round(bid + spread * point, digits, scale)
+                quote = (_round(bid, digits, scale), ask, spread, forming)
         self._quotes[symbol] = quote
         return quote
 
@@ -888,10 +925,13 @@ class Mt5Simulator:
         if spec is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
             return None
-        quote = self._quote(symbol)
+        quote = self._quotes.get(symbol, _UNQUOTED)
+        if quote is _UNQUOTED:
+            quote = self._quote(symbol)
         bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
-        tick_value = spec.contract_size * self._rounding[symbol][1]
-        if spec.currency_profit != self._currency and spec.currency_base == self._currency and bid:
+        contract_size, per_close = self._contract[symbol]
+        tick_value = contract_size * self._rounding[symbol][1]
+        if per_close and bid:
             tick_value /= bid
         # the fixed fields, and the moving ones as last filled in: each is overwritten below
         values = self._info_fixed.get(symbol)
@@ -1022,12 +1062,12 @@ class Mt5Simulator:
     def _profit(
         self, symbol: str, order_type: int, volume: float, price_open: float, price_close: float
     ) -> float:
-        spec = self._specs[symbol]
+        contract_size, per_close = self._contract[symbol]
         direction = 1.0 if order_type == c.ORDER_TYPE_BUY else -1.0
-        profit = direction * (price_close - price_open) * volume * spec.contract_size
-        if spec.currency_profit != self._currency and spec.currency_base == self._currency:
+        profit = direction * (price_close - price_open) * volume * contract_size
+        if per_close:
             profit /= price_close
-        return round(profit, 2)
+        return _round(profit, 2, 100.0)
 
     def _close_price(self, pos: _Position) -> float:
         quote = self._quote(pos.symbol)
@@ -1049,12 +1089,21 @@ class Mt5Simulator:
         records = []
         raw_profit: float = 0
         raw_margin: float = 0
+        quotes = self._quotes
         for pos in self._positions.values():
             values = pos.fields
             if values is None:
                 values = self._position_fields(pos)
-            close = self._close_price(pos)
-            profit = self._profit(pos.symbol, pos.type, pos.volume, pos.price_open, close)
+            symbol, price_open = pos.symbol, pos.price_open
+            quote = quotes.get(symbol, _UNQUOTED)
+            if quote is _UNQUOTED:
+                quote = self._quote(symbol)
+            # :meth:`_close_price`, inlined
+            if quote is None:
+                close = price_open
+            else:
+                close = quote[0] if pos.type == c.POSITION_TYPE_BUY else quote[1]
+            profit = self._profit(symbol, pos.type, pos.volume, price_open, close)
             raw_profit += profit + pos.swap
             raw_margin += pos.margin
             values[_TP_PRICE_CURRENT] = close
@@ -1185,9 +1234,9 @@ class Mt5Simulator:
             return c.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume", 0.0, 0.0
         if not _filling_ok(req.type_filling, spec.filling_mode):
             return c.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode", 0.0, 0.0
-        digits, point = self._rounding[req.symbol]  # spec.digits and spec.point
+        digits, point, scale = self._rounding[req.symbol]  # spec.digits and spec.point
         slip = self._slippage * point
-        fill = round(ask + slip if is_buy else bid - slip, digits)
+        fill = _round(ask + slip if is_buy else bid - slip, digits, scale)
         if req.price > 0 and abs(fill - req.price) > req.deviation * point + _EPS:
             return c.TRADE_RETCODE_REQUOTE, "Requote", fill, 0.0
         if not closing and (req.sl or req.tp) and not self._stops_ok(req, spec, bid, ask):
@@ -1328,7 +1377,7 @@ class Mt5Simulator:
             comment=comment,
         )
         profit = self._profit(pos.symbol, pos.type, volume, pos.price_open, price)
-        swap = round(pos.swap * min(1.0, volume / pos.volume), 2) if pos.volume else 0.0
+        swap = _round(pos.swap * min(1.0, volume / pos.volume), 2, 100.0) if pos.volume else 0.0
         pos.swap -= swap
         pos.changed()
         self._balance += profit + swap
@@ -1346,7 +1395,7 @@ class Mt5Simulator:
             comment=comment,
             swap=swap,
         )
-        remaining = round(pos.volume - volume, 8)
+        remaining = _round(pos.volume - volume, 8, 1e8)
         if remaining <= _EPS:
             del self._positions[pos.ticket]
         else:
@@ -1480,7 +1529,7 @@ class Mt5Simulator:
                 if spec.currency_profit != self._currency and spec.currency_base == self._currency:
                     price = self._close_price(pos)
                     amount = amount / price if price else 0.0
-                pos.swap = round(pos.swap + amount, 2)
+                pos.swap = _round(pos.swap + amount, 2, 100.0)
                 pos.changed()
 
     # ------------------------------------------------------------------ ticks
@@ -1540,31 +1589,34 @@ class Mt5Simulator:
             if not (pos.sl or pos.tp):
                 continue
             series = self._quote_series[pos.symbol]
-            spec = self._specs[pos.symbol]
-            lo = int(np.searchsorted(series.times, start, side="left"))
-            hi = int(np.searchsorted(series.times, end, side="left"))
-            for bar in series.rates[lo:hi]:
-                hit = _stop_hit(pos, bar, spec.point)
+            digits, point, scale = self._rounding[pos.symbol]
+            # bisect on the int times: a fraction of np.searchsorted's cost for one value
+            times = series.time_list
+            lo = bisect.bisect_left(times, start)
+            hi = bisect.bisect_left(times, end, lo)
+            for i in range(lo, hi):
+                hit = _stop_hit(pos, _unpack_rate(series.raw, i * _RATE_SIZE), point)
                 if hit is not None:
                     reason, price = hit
-                    price = round(price, spec.digits)
+                    price = _round(price, digits, scale)
                     tag = "sl" if reason == c.DEAL_REASON_SL else "tp"
-                    comment = f"[{tag} {price:.{spec.digits}f}]"
+                    comment = f"[{tag} {price:.{digits}f}]"
                     self._close(pos, pos.volume, price, reason, comment, pos.magic)
                     break
 
 
-def _stop_hit(pos: _Position, bar: np.void, point: float) -> tuple[int, float] | None:
-    """``(DEAL_REASON_SL|TP, fill price)`` when the bar reaches a stop; SL wins a tie."""
+def _stop_hit(pos: _Position, bar: tuple[Any, ...], point: float) -> tuple[int, float] | None:
+    """``(DEAL_REASON_SL|TP, fill price)`` when the bar (a rate record as Python scalars)
+    reaches a stop; SL wins a tie."""
     if pos.type == c.POSITION_TYPE_BUY:  # closed at bid
-        o, h, low = float(bar["open"]), float(bar["high"]), float(bar["low"])
+        o, h, low = bar[_OPEN], bar[_HIGH], bar[_LOW]
         if pos.sl and low <= pos.sl:
             return c.DEAL_REASON_SL, min(o, pos.sl)
         if pos.tp and h >= pos.tp:
             return c.DEAL_REASON_TP, max(o, pos.tp)
         return None
-    spread = int(bar["spread"]) * point  # a sell is closed at ask
-    o, h, low = (float(bar[k]) + spread for k in ("open", "high", "low"))
+    spread = bar[_SPREAD] * point  # a sell is closed at ask
+    o, h, low = bar[_OPEN] + spread, bar[_HIGH] + spread, bar[_LOW] + spread
     if pos.sl and h >= pos.sl:
         return c.DEAL_REASON_SL, max(o, pos.sl)
     if pos.tp and low <= pos.tp:
@@ -1575,6 +1627,33 @@ def _stop_hit(pos: _Position, bar: np.void, point: float) -> tuple[int, float] |
 @functools.cache
 def _point(digits: int) -> float:
     return round(10.0**-digits, digits)
+
+
+def _scale(digits: int) -> float:
+    """``10.0**digits`` for :func:`_round` (exact up to 15 digits; a Python float for a numpy
+    int too); NaN (no fast path) else."""
+    return float(10.0**digits) if 0 <= digits <= 15 else math.nan
+
+
+_ROUND_FAST_LIMIT = 2.0**40
+
+
+def _round(x: float, digits: int, scale: float) -> float:
+    """``round(x, digits)`` bit for bit, at about half the cost (``scale``: ``_scale(digits)``).
+
+    ``round`` converts to a decimal string and back. For a float ``y = x·scale`` below 2**40
+    (error under 2**-14) that is not within 0.001 of a half, the nearest integer ``n`` is the
+    correctly rounded decimal and ``n / scale`` the double ``round`` returns (both correctly
+    rounded; for ``n`` 0 a zero with the sign of ``x``); ties, near-ties, other types (ints,
+    numpy floats) and large values go to ``round``.
+    """
+    if type(x) is float:
+        y = x * scale
+        if -_ROUND_FAST_LIMIT < y < _ROUND_FAST_LIMIT:
+            n = round(y)
+            if abs(abs(y - n) - 0.5) > 1e-3:
+                return n / scale if n else x * 0.0
+    return round(x, digits)
 
 
 def _volume_ok(volume: float, spec: SymbolSpec) -> bool:

@@ -3,6 +3,7 @@ the agent reads them in ``server_timezone`` and works in UTC, across the broker'
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from live_agent.agent import Agent
+from live_agent.agent import Agent, _utc_iso
 from live_agent.settings import AgentSettings
 from live_agent.simulator import Mt5Simulator
 from live_agent.testing import ListSink, ScriptedServing, synthetic_bars
@@ -58,3 +59,12 @@ def test_utc_bar_times_are_left_alone_and_unknown_zones_are_refused() -> None:
     assert agent.on_closed_bar("EURUSD").bar_time == bars["time"].iloc[16].to_pydatetime()
     with pytest.raises(ValidationError):
         AgentSettings(server_timezone="Mars/Olympus")
+
+
+def test_the_chain_bar_time_text_is_isoformat() -> None:
+    """The validator step's ``bar_time`` (built from cached parts) is ``isoformat()`` exactly."""
+    rng = random.Random(11)
+    stamps = [0, 59, 86_399, 86_400, 951_782_400, 4_102_444_799, -1, -86_401]
+    stamps += [rng.randrange(-(10**9), 4 * 10**9) for _ in range(20_000)]
+    for seconds in stamps:
+        assert _utc_iso(seconds) == datetime.fromtimestamp(seconds, UTC).isoformat(), seconds

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from live_agent import mt5_constants as c
-from live_agent.agent import _atr
+from live_agent.agent import Agent, _atr
 from live_agent.mt5_types import RATES_DTYPE, TradeRequest
+from live_agent.parity import SignalTable
+from live_agent.settings import AgentSettings
 from live_agent.simulator import Mt5Simulator, SymbolSpec
-from live_agent.testing import synthetic_bars
+from live_agent.testing import ListSink, synthetic_bars
 
 
 def answers(s: Mt5Simulator) -> tuple[Any, ...]:
@@ -247,3 +249,25 @@ def test_a_request_takes_the_defaults_of_left_out_keys_and_reports_its_first_bad
     )
     assert s.order_send({"symbol": "EURUSD", "bogus": 1, "other": 2}) is None
     assert s.last_error() == (c.RES_E_INVALID_PARAMS, "Invalid request keys ['bogus', 'other']")
+
+
+def test_the_agents_sliding_atr_equals_a_fresh_one() -> None:
+    """The agent reuses the true ranges of the bars a new window shares with the last one: a
+    window that slides one bar, jumps, shrinks or sees an older bar revised (a terminal that
+    rewrote its history) gives the bits a fresh computation gives."""
+    rng = np.random.default_rng(5)
+    n = 120
+    rates = np.zeros(n, dtype=RATES_DTYPE)
+    rates["time"] = np.arange(n) * 3600
+    rates["close"] = 1.1 + rng.normal(0, 0.001, n).cumsum()
+    rates["high"] = rates["close"] + rng.uniform(0, 0.001, n)
+    rates["low"] = rates["close"] - rng.uniform(0, 0.001, n)
+    agent = Agent(Mt5Simulator(synthetic_bars(n=50)), SignalTable({}), ListSink(), AgentSettings())
+    windows = [rates[i - 15 : i] for i in range(15, 60)]  # one bar at a time
+    windows += [rates[70:85], rates[71:86], rates[73:88]]  # a jump, then a slide, then a gap
+    revised = rates[73:89].copy()
+    revised["high"][5] += 0.002  # a bar the last window held, changed
+    windows += [revised[1:], rates[90:104], rates[91:106], rates[92:106]]  # revised; 14; 15
+    for window in windows:
+        last = dict(zip(RATES_DTYPE.names, window.item(-1), strict=True))
+        assert agent._atr_of("EURUSD", window, last) == _atr(window, 14)
