@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -89,13 +90,15 @@ def decided(summary: ReplaySummary) -> list[float]:
 def bench_replay(bars: pd.DataFrame, rounds: int = 7) -> dict[str, Any]:
     """``rounds`` fresh replays; the figure is the best round (as ``timeit`` reports: this VM
     switches between a fast and a ~1.7x slower mode), with the median and every round beside it.
-    Every round must give the same orders and chain events."""
+    Each round starts from a collected heap and runs with the garbage collector on, as the agent
+    does. Every round must give the same orders and chain events."""
     per_bar_us: list[float] = []
     cpu_us: list[float] = []
     first: tuple[int, int, ReplaySummary] | None = None
     for _ in range(rounds):
         sink = CountingSink()
         agent = replay_agent(bars, sink)
+        gc.collect()  # the last round's garbage is not this round's cost
         started, cpu_started = time.perf_counter(), time.process_time()
         summary = agent.run_replay(["EURUSD"], n_bars=len(bars))
         elapsed = time.perf_counter() - started

@@ -355,6 +355,18 @@ class ChainContext:
     (step metadata wins on equal keys); ``user_id`` is set on every event.
     """
 
+    # one per bar in the live loop: slots make it cheaper to build than a dict-backed object
+    __slots__ = (
+        "chain_id",
+        "emit_record",
+        "metadata",
+        "records",
+        "request_id",
+        "sink",
+        "source_service",
+        "user_id",
+    )
+
     def __init__(
         self,
         sink: EventSink,

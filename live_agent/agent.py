@@ -642,7 +642,10 @@ class Agent:
         if not found:
             return None if found is None else ()
         magic = self._settings.magic
-        return tuple(p for p in found if p.magic == magic)
+        for p in found:
+            if p.magic != magic:
+                return tuple([p for p in found if p.magic == magic])
+        return tuple(found)  # all ours (the usual case): no filtering
 
     def _stops(self, symbol: str, point: float) -> tuple[float, float]:
         """SL and TP distances (price units) of a new order: ATR multiples, else points; with
@@ -864,10 +867,14 @@ def _terms(
     return SymbolTerms(float(volume_min), float(volume_max), float(volume_step), int(trade_mode))
 
 
+_validate_bar_in = BarIn.__pydantic_validator__.validate_python
+
+
 def _bar_in(bar: dict[str, Any], time_: datetime) -> BarIn:
     try:
-        # ``model_validate`` of the bar's own mapping: a third cheaper than ``BarIn(**fields)``
-        return BarIn.model_validate({**bar, "time": time_})
+        # BarIn.model_validate without its wrapper: half the cost of ``BarIn(**fields)``
+        bar_in: BarIn = _validate_bar_in({**bar, "time": time_})
+        return bar_in
     except ValidationError as exc:
         raise FatalError(
             f"bar does not fit the serving contract: {exc}", reason="bar_invalid"

@@ -44,6 +44,8 @@ from live_agent.execution import HISTORY_FROM, HISTORY_TO
 from live_agent.settings import AgentSettings
 from live_agent.simulator import Mt5Simulator, SymbolSpec
 
+_validate_prediction = Prediction.__pydantic_validator__.validate_python
+
 
 class NoSignal(FatalError):
     """The signal source has no strength for this bar."""
@@ -70,7 +72,7 @@ class SignalTable:
         strength = self._table.get((bar.symbol, int(bar.time.timestamp())))
         if strength is None:
             raise NoSignal(f"no signal for {bar.symbol} at {bar.time.isoformat()}")
-        return Prediction.model_validate(  # cheaper than ``Prediction(**fields)``
+        prediction: Prediction = _validate_prediction(  # Prediction.model_validate, unwrapped
             {
                 "symbol": bar.symbol,
                 "prediction": (strength + 1.0) / 2.0,
@@ -81,6 +83,7 @@ class SignalTable:
                 "feature_timestamp": bar.time,
             }
         )
+        return prediction
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,6 +226,18 @@ class _Position:
     # and the margin; None until the next book after a change (see :meth:`changed`)
     fields: list[Any] | None = None
     margin: float = 0.0
+    # what :meth:`Mt5Simulator._profit` looks up per call, fixed for the position's life: the
+    # sign of its profit, the quote it closes at (0 bid for a buy, 1 ask) and the symbol's
+    # contract size and profit conversion (see ``Mt5Simulator._contract``)
+    direction: float = field(init=False)
+    close_side: int = field(init=False)
+    contract_size: float = 0.0
+    per_close: bool = False
+
+    def __post_init__(self) -> None:
+        buy = self.type == c.POSITION_TYPE_BUY
+        self.direction = 1.0 if buy else -1.0
+        self.close_side = 0 if buy else 1
 
     def changed(self) -> None:
         """Drop the cached record fields: volume, stops, swap or time_update moved."""
@@ -298,6 +310,19 @@ class Mt5Simulator:
             )
             for s in self._symbols
         }
+        # per symbol, what :meth:`_quote` reads: the quote series, its key, the rounding, and
+        # whether the series' opens and closes are already at the symbol's digits (recorded
+        # prices mostly are: the bid needs no rounding then; a numpy point makes numpy asks)
+        self._quote_source: dict[str, tuple[_Series, tuple[str, int], int, float, float, bool]]
+        self._quote_source = {}
+        for s, ser in self._quote_series.items():
+            digits, point, scale = self._rounding[s]
+            rounded = (
+                type(point) is float
+                and _is_rounded(ser.rates["open"], scale)
+                and _is_rounded(ser.rates["close"], scale)
+            )
+            self._quote_source[s] = (ser, (s, ser.mt5_timeframe), digits, point, scale, rounded)
         clock_seconds = min(ser.seconds for ser in self._quote_series.values())
         clock_times = np.unique(
             np.concatenate(
@@ -338,6 +363,15 @@ class Mt5Simulator:
             s: (
                 spec.contract_size,
                 spec.currency_profit != currency and spec.currency_base == currency,
+            )
+            for s, spec in self._specs.items()
+        }
+        # per symbol: the ``type_filling`` values its ``filling_mode`` accepts (a set lookup)
+        self._fillings = {
+            s: frozenset(
+                f
+                for f in (c.ORDER_FILLING_FOK, c.ORDER_FILLING_IOC, c.ORDER_FILLING_RETURN)
+                if _filling_ok(f, spec.filling_mode)
             )
             for s, spec in self._specs.items()
         }
@@ -513,34 +547,37 @@ class Mt5Simulator:
         if not self._connected:
             self._last_error = _NO_IPC
             return None
+        version = self._version
         cached = self._account
-        if cached[0] == self._version:
+        if cached[0] == version:
             return cached[1]
         # the record now: the fixed fields with balance, profit, equity and margins filled (the
         # last record again when its inputs did not move, e.g. no position open)
-        records, raw_profit, raw_margin = self._book()
-        inputs = (self._balance, len(records), raw_profit, raw_margin)
+        book = self._position_book  # :meth:`_book`'s own cache first
+        records, raw_profit, raw_margin = book[1] if book[0] == version else self._book()
+        balance, count = self._balance, len(records)
+        inputs = (balance, count, raw_profit, raw_margin)
         last = self._account_last
         if last is not None and last[0] == inputs:
-            self._account = (self._version, last[1])
+            self._account = (version, last[1])
             return last[1]
         # overwritten below where it moved (balance and margin mostly stay: rounding is costly)
         values = self._account_fixed
         old_balance, old_count, _, old_margin = last[0] if last else (None, None, None, None)
-        if old_balance != self._balance:
-            values[_AI_BALANCE] = _round(self._balance, 2, 100.0)
-        if old_count != len(records) or old_margin != raw_margin:
+        if old_balance != balance:
+            values[_AI_BALANCE] = _round(balance, 2, 100.0)
+        if old_count != count or old_margin != raw_margin:
             values[_AI_MARGIN] = _round(raw_margin, 2, 100.0)
         profit = _round(raw_profit, 2, 100.0)
         margin = values[_AI_MARGIN]
-        equity = _round(self._balance + profit, 2, 100.0)
+        equity = _round(balance + profit, 2, 100.0)
         values[_AI_PROFIT] = profit
         values[_AI_EQUITY] = equity
         values[_AI_MARGIN_FREE] = _round(equity - margin, 2, 100.0)
         values[_AI_MARGIN_LEVEL] = _round(equity / margin * 100.0, 2, 100.0) if margin else 0.0
         record = tuple.__new__(AccountInfo, values)
         self._account_last = (inputs, record)
-        self._account = (self._version, record)
+        self._account = (version, record)
         return record
 
     def _fixed_account_info(self) -> AccountInfo:
@@ -802,26 +839,28 @@ class Mt5Simulator:
 
     def order_send(self, request: Mapping[str, Any]) -> OrderSendResult | None:
         """Send a trade request; ``None`` on a lost connection or a timeout (see FaultConfig)."""
-        if not self._live():
+        if not self._connected:  # :meth:`_live`, inlined
+            self._last_error = _NO_IPC
             return None
         req = self._parse_request(request)
         if req is None:
             return None
         self._request_id += 1
-        fault, scripted = self._next_fault()
-        if fault == _Fault.DISCONNECT:
-            self._connected = False
-            self._last_error = _NO_IPC
-            return None
-        if fault == _Fault.TIMEOUT:
-            if self._faults.timeout_executes:
-                self._execute(req)
-            self._last_error = (c.RES_E_INTERNAL_FAIL_TIMEOUT, "Terminal: timeout")
-            return None
-        if fault == _Fault.REQUOTE:
-            return self._result(req, c.TRADE_RETCODE_REQUOTE, "Requote")
-        if fault == _Fault.REJECT:
-            return self._result(req, scripted or c.TRADE_RETCODE_REJECT, "Request rejected")
+        if self._script or self._fault_odds:  # else :meth:`_next_fault` gives no fault
+            fault, scripted = self._next_fault()
+            if fault == _Fault.DISCONNECT:
+                self._connected = False
+                self._last_error = _NO_IPC
+                return None
+            if fault == _Fault.TIMEOUT:
+                if self._faults.timeout_executes:
+                    self._execute(req)
+                self._last_error = (c.RES_E_INTERNAL_FAIL_TIMEOUT, "Terminal: timeout")
+                return None
+            if fault == _Fault.REQUOTE:
+                return self._result(req, c.TRADE_RETCODE_REQUOTE, "Requote")
+            if fault == _Fault.REJECT:
+                return self._result(req, scripted or c.TRADE_RETCODE_REJECT, "Request rejected")
         return self._execute(req)
 
     # ------------------------------------------------------------------ internals: state
@@ -899,18 +938,21 @@ class Mt5Simulator:
         # from the forming bar of the quote series (tradeable), else the last closed one (not
         # tradeable); None before the first bar
         quote = None
-        series = self._quote_series.get(symbol)
-        if series is not None:
-            key = (symbol, series.mt5_timeframe)
+        source = self._quote_source.get(symbol)
+        if source is not None:
+            series, key, digits, point, scale, rounded = source
             started = (self._visible_now.get(key) or self._opened(key, series))[1]
             if started:
                 bar = _unpack_rate(series.raw, (started - 1) * _RATE_SIZE)  # Python scalars
                 forming = bar[_TIME] + series.seconds > self._now_cache
-                digits, point, scale = self._rounding[symbol]
                 bid = bar[_OPEN] if forming else bar[_CLOSE]
                 spread = bar[_SPREAD]
-                ask = _round(bid + spread * point, digits, scale)
-                quote = (_round(bid, digits, scale), ask, spread, forming)
+                if rounded:  # ``_round`` gives these prices back (and ``bid + 0.0`` is bid)
+                    ask = _round(bid + spread * point, digits, scale) if spread else bid
+                else:
+                    ask = _round(bid + spread * point, digits, scale)
+                    bid = _round(bid, digits, scale)
+                quote = (bid, ask, spread, forming)
         self._quotes[symbol] = quote
         return quote
 
@@ -929,10 +971,6 @@ class Mt5Simulator:
         if quote is _UNQUOTED:
             quote = self._quote(symbol)
         bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
-        contract_size, per_close = self._contract[symbol]
-        tick_value = contract_size * self._rounding[symbol][1]
-        if per_close and bid:
-            tick_value /= bid
         # the fixed fields, and the moving ones as last filled in: each is overwritten below
         values = self._info_fixed.get(symbol)
         if values is None:
@@ -943,14 +981,21 @@ class Mt5Simulator:
         values[_SI_SPREAD] = spread
         values[_SI_BID] = values[_SI_BIDHIGH] = values[_SI_BIDLOW] = bid
         values[_SI_ASK] = values[_SI_ASKHIGH] = values[_SI_ASKLOW] = ask
-        values[_SI_TICK_VALUE] = values[_SI_TICK_VALUE_PROFIT] = tick_value
-        values[_SI_TICK_VALUE_LOSS] = tick_value
+        contract_size, per_close = self._contract[symbol]
+        if per_close:  # the tick value moves with the bid (else it is a fixed field)
+            tick_value = contract_size * self._rounding[symbol][1]
+            if bid:
+                tick_value /= bid
+            values[_SI_TICK_VALUE] = values[_SI_TICK_VALUE_PROFIT] = tick_value
+            values[_SI_TICK_VALUE_LOSS] = tick_value
         self._last_error = _OK
         info = self._infos[symbol] = tuple.__new__(SymbolInfo, values)  # ``_make``, unchecked
         return info
 
     def _fixed_symbol_info(self, symbol: str, spec: SymbolSpec) -> SymbolInfo:
-        """The fields of ``symbol``'s record that do not move with the quote (those are 0)."""
+        """The fields of ``symbol``'s record that do not move with the quote (those are 0; the
+        tick value moves only for a profit converted at the bid)."""
+        tick_value = self._contract[symbol][0] * self._rounding[symbol][1]
         return SymbolInfo(
             custom=True,
             chart_mode=c.SYMBOL_CHART_MODE_BID,
@@ -999,9 +1044,9 @@ class Mt5Simulator:
             volumelow_real=0.0,
             option_strike=0.0,
             point=spec.point,
-            trade_tick_value=0.0,
-            trade_tick_value_profit=0.0,
-            trade_tick_value_loss=0.0,
+            trade_tick_value=tick_value,
+            trade_tick_value_profit=tick_value,
+            trade_tick_value_loss=tick_value,
             trade_tick_size=spec.point,
             trade_contract_size=spec.contract_size,
             trade_accrued_interest=0.0,
@@ -1094,16 +1139,16 @@ class Mt5Simulator:
             values = pos.fields
             if values is None:
                 values = self._position_fields(pos)
-            symbol, price_open = pos.symbol, pos.price_open
-            quote = quotes.get(symbol, _UNQUOTED)
+            price_open = pos.price_open
+            quote = quotes.get(pos.symbol, _UNQUOTED)
             if quote is _UNQUOTED:
-                quote = self._quote(symbol)
-            # :meth:`_close_price`, inlined
-            if quote is None:
-                close = price_open
-            else:
-                close = quote[0] if pos.type == c.POSITION_TYPE_BUY else quote[1]
-            profit = self._profit(symbol, pos.type, pos.volume, price_open, close)
+                quote = self._quote(pos.symbol)
+            # :meth:`_close_price` and :meth:`_profit`, inlined (the same operations in order)
+            close = price_open if quote is None else quote[pos.close_side]
+            profit = pos.direction * (close - price_open) * pos.volume * pos.contract_size
+            if pos.per_close:
+                profit /= close
+            profit = _round(profit, 2, 100.0)
             raw_profit += profit + pos.swap
             raw_margin += pos.margin
             values[_TP_PRICE_CURRENT] = close
@@ -1196,21 +1241,26 @@ class Mt5Simulator:
 
     def _validate(self, req: TradeRequest) -> tuple[int, str, float, float]:
         """``(retcode, comment, fill price, margin)``; retcode 0 when the request is valid."""
-        spec = self._specs.get(req.symbol)
+        symbol = req.symbol
+        spec = self._specs.get(symbol)
         if spec is None:
-            return c.TRADE_RETCODE_INVALID, f"Unknown symbol {req.symbol!r}", 0.0, 0.0
-        if req.action == c.TRADE_ACTION_SLTP:
+            return c.TRADE_RETCODE_INVALID, f"Unknown symbol {symbol!r}", 0.0, 0.0
+        action, type_, volume = req.action, req.type, req.volume
+        if action == c.TRADE_ACTION_SLTP:
             return self._validate_sltp(req)
-        if req.action != c.TRADE_ACTION_DEAL:
+        if action != c.TRADE_ACTION_DEAL:
             return c.TRADE_RETCODE_INVALID, "Only market deals and SL/TP changes", 0.0, 0.0
-        if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
+        if type_ != c.ORDER_TYPE_BUY and type_ != c.ORDER_TYPE_SELL:
             return c.TRADE_RETCODE_INVALID, "Only ORDER_TYPE_BUY/SELL", 0.0, 0.0
-        quote = self._quote(req.symbol)
+        quote = self._quotes.get(symbol, _UNQUOTED)
+        if quote is _UNQUOTED:
+            quote = self._quote(symbol)
         if quote is None or not quote[3] or (spec.sessions and not self._in_session(spec)):
             return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
         bid, ask, _, _ = quote
-        closing = req.position != 0
-        is_buy = req.type == c.ORDER_TYPE_BUY
+        position = req.position
+        closing = position != 0
+        is_buy = type_ == c.ORDER_TYPE_BUY
         trade_mode = spec.trade_mode
         if trade_mode != c.SYMBOL_TRADE_MODE_FULL:  # each check below needs another mode
             if trade_mode == c.SYMBOL_TRADE_MODE_DISABLED:
@@ -1223,30 +1273,36 @@ class Mt5Simulator:
                 if trade_mode == c.SYMBOL_TRADE_MODE_SHORTONLY and is_buy:
                     return c.TRADE_RETCODE_SHORT_ONLY, "Short only", 0.0, 0.0
         if closing:
-            pos = self._positions.get(req.position)
+            pos = self._positions.get(position)
             if pos is None:
                 return c.TRADE_RETCODE_POSITION_CLOSED, "Position already closed", 0.0, 0.0
-            if pos.symbol != req.symbol or pos.type == req.type:
+            if pos.symbol != symbol or pos.type == type_:
                 return c.TRADE_RETCODE_INVALID, "Close must be opposite, same symbol", 0.0, 0.0
-            if req.volume > pos.volume + _EPS:
+            if volume > pos.volume + _EPS:
                 return c.TRADE_RETCODE_INVALID_CLOSE_VOLUME, "Volume above position", 0.0, 0.0
-        if not _volume_ok(req.volume, spec):
+        if not _volume_ok(volume, spec):
             return c.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume", 0.0, 0.0
-        if not _filling_ok(req.type_filling, spec.filling_mode):
+        if req.type_filling not in self._fillings[symbol]:
             return c.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode", 0.0, 0.0
-        digits, point, scale = self._rounding[req.symbol]  # spec.digits and spec.point
+        digits, point, scale = self._rounding[symbol]  # spec.digits and spec.point
         slip = self._slippage * point
         fill = _round(ask + slip if is_buy else bid - slip, digits, scale)
-        if req.price > 0 and abs(fill - req.price) > req.deviation * point + _EPS:
+        price = req.price
+        if price > 0 and abs(fill - price) > req.deviation * point + _EPS:
             return c.TRADE_RETCODE_REQUOTE, "Requote", fill, 0.0
-        if not closing and (req.sl or req.tp) and not self._stops_ok(req, spec, bid, ask):
+        if closing:
+            return 0, "", fill, 0.0
+        if (req.sl or req.tp) and not self._stops_ok(req, spec, bid, ask):
             return c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops", fill, 0.0
-        margin = 0.0 if closing else self._margin(req.symbol, req.volume, fill)
-        if not closing:
-            account = self.account_info()
-            assert account is not None
-            if margin > account.margin_free + _EPS:
-                return c.TRADE_RETCODE_NO_MONEY, "No money", fill, margin
+        # :meth:`_margin`, inlined
+        margin = volume * spec.contract_size / self._leverage
+        if spec.currency_base != self._currency:
+            margin = margin * fill
+        cached = self._account  # :meth:`account_info`'s own cache first (connected here)
+        account = cached[1] if cached[0] == self._version else self.account_info()
+        assert account is not None
+        if margin > account.margin_free + _EPS:
+            return c.TRADE_RETCODE_NO_MONEY, "No money", fill, margin
         return 0, "", fill, margin
 
     def _stops_ok(self, req: TradeRequest, spec: SymbolSpec, bid: float, ask: float) -> bool:
@@ -1306,57 +1362,79 @@ class Mt5Simulator:
             )
         else:
             order, deal = self._open(req, fill)
-        return self._result(
-            req,
-            c.TRADE_RETCODE_DONE,
-            "Request executed",
-            deal=deal,
-            order=order,
-            volume=req.volume,
-            price=fill,
+        # :meth:`_result` of a fill: the quote was taken in :meth:`_validate`
+        quote = self._quotes[req.symbol]
+        assert quote is not None
+        self._last_error = _OK
+        return tuple.__new__(
+            OrderSendResult,
+            (
+                c.TRADE_RETCODE_DONE,
+                deal,
+                order,
+                req.volume,
+                fill,
+                quote[0],
+                quote[1],
+                "Request executed",
+                self._request_id,
+                0,
+                req,
+            ),
         )
 
     def _open(self, req: TradeRequest, fill: float) -> tuple[int, int]:
         now = self._now_cache
-        order = self._record_order(
+        symbol, type_, magic, volume, comment = (
+            req.symbol,
             req.type,
-            req.type_filling,
             req.magic,
+            req.volume,
+            req.comment,
+        )
+        order = self._record_order(
+            type_,
+            req.type_filling,
+            magic,
             None,  # the position takes the order's ticket
             c.ORDER_REASON_EXPERT,
-            volume=req.volume,
-            price=fill,
-            symbol=req.symbol,
-            comment=req.comment,
-            sl=req.sl,
-            tp=req.tp,
+            volume,
+            fill,
+            symbol,
+            comment,
+            req.sl,
+            req.tp,
         )
+        contract_size, per_close = self._contract[symbol]
         self._positions[order] = _Position(
-            ticket=order,
-            time=now,
-            type=req.type,
-            magic=req.magic,
-            reason=c.POSITION_REASON_EXPERT,
-            volume=req.volume,
-            price_open=fill,
-            sl=req.sl,
-            tp=req.tp,
-            symbol=req.symbol,
-            comment=req.comment,
-            time_update=now,
+            order,  # ticket
+            now,  # time
+            type_,
+            magic,
+            c.POSITION_REASON_EXPERT,
+            volume,
+            fill,  # price_open
+            req.sl,
+            req.tp,
+            symbol,
+            comment,
+            now,  # time_update
+            contract_size=contract_size,
+            per_close=per_close,
         )
+        deal_type = c.DEAL_TYPE_BUY if type_ == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL
         deal = self._record_deal(
-            order=order,
-            type_=c.DEAL_TYPE_BUY if req.type == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL,
-            entry=c.DEAL_ENTRY_IN,
-            magic=req.magic,
-            position_id=order,
-            reason=c.DEAL_REASON_EXPERT,
-            volume=req.volume,
-            price=fill,
-            profit=0.0,
-            symbol=req.symbol,
-            comment=req.comment,
+            order,
+            deal_type,
+            c.DEAL_ENTRY_IN,
+            magic,
+            order,  # position_id
+            c.DEAL_REASON_EXPERT,
+            volume,
+            fill,
+            0.0,  # profit
+            symbol,
+            comment,
         )
         return order, deal
 
@@ -1365,39 +1443,45 @@ class Mt5Simulator:
     ) -> tuple[int, int]:
         close_type = c.ORDER_TYPE_SELL if pos.type == c.ORDER_TYPE_BUY else c.ORDER_TYPE_BUY
         order_reason = _ORDER_REASON.get(reason, c.ORDER_REASON_EXPERT)
+        symbol, ticket = pos.symbol, pos.ticket
         order = self._record_order(
             close_type,
             c.ORDER_FILLING_FOK,
             magic,
-            pos.ticket,
+            ticket,
             order_reason,
-            volume=volume,
-            price=price,
-            symbol=pos.symbol,
-            comment=comment,
+            volume,
+            price,
+            symbol,
+            comment,
         )
-        profit = self._profit(pos.symbol, pos.type, volume, pos.price_open, price)
+        # :meth:`_profit`, inlined (the same operations in order)
+        profit = pos.direction * (price - pos.price_open) * volume * pos.contract_size
+        if pos.per_close:
+            profit /= price
+        profit = _round(profit, 2, 100.0)
         swap = _round(pos.swap * min(1.0, volume / pos.volume), 2, 100.0) if pos.volume else 0.0
         pos.swap -= swap
         pos.changed()
         self._balance += profit + swap
+        deal_type = c.DEAL_TYPE_BUY if close_type == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL
         deal = self._record_deal(
-            order=order,
-            type_=c.DEAL_TYPE_BUY if close_type == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL,
-            entry=c.DEAL_ENTRY_OUT,
-            magic=magic,
-            position_id=pos.ticket,
-            reason=reason,
-            volume=volume,
-            price=price,
-            profit=profit,
-            symbol=pos.symbol,
-            comment=comment,
-            swap=swap,
+            order,
+            deal_type,
+            c.DEAL_ENTRY_OUT,
+            magic,
+            ticket,  # position_id
+            reason,
+            volume,
+            price,
+            profit,
+            symbol,
+            comment,
+            swap,
         )
         remaining = _round(pos.volume - volume, 8, 1e8)
         if remaining <= _EPS:
-            del self._positions[pos.ticket]
+            del self._positions[ticket]
         else:
             pos.volume, pos.time_update = remaining, self._now_cache
             pos.changed()
@@ -1410,7 +1494,6 @@ class Mt5Simulator:
         magic: int,
         position_id: int | None,
         reason: int,
-        *,
         volume: float,
         price: float,
         symbol: str,
@@ -1418,7 +1501,8 @@ class Mt5Simulator:
         sl: float = 0.0,
         tp: float = 0.0,
     ) -> int:
-        """A filled market order in the history; ``position_id`` None: its own ticket."""
+        """A filled market order in the history; ``position_id`` None: its own ticket.
+        (Positional arguments: keywords cost more on the order path.)"""
         ticket = self._next_order
         self._next_order += 1
         now = self._now_cache
@@ -1458,7 +1542,6 @@ class Mt5Simulator:
 
     def _record_deal(
         self,
-        *,
         order: int,
         type_: int,
         entry: int,
@@ -1472,6 +1555,7 @@ class Mt5Simulator:
         comment: str,
         swap: float = 0.0,
     ) -> int:
+        """A deal in the history (positional arguments, as :meth:`_record_order`)."""
         ticket = self._next_deal
         self._next_deal += 1
         self._version += 1  # every deal moves the balance or a position
@@ -1654,6 +1738,19 @@ def _round(x: float, digits: int, scale: float) -> float:
             if abs(abs(y - n) - 0.5) > 1e-3:
                 return n / scale if n else x * 0.0
     return round(x, digits)
+
+
+def _is_rounded(prices: np.ndarray, scale: float) -> bool:
+    """Whether :func:`_round` gives each of ``prices`` back bit for bit, by its fast path (the
+    same IEEE operations, vectorized: ``rint`` rounds half to even as ``round`` does); False
+    where any price would take the slow path, or rounds to zero."""
+    if math.isnan(scale):
+        return False
+    with np.errstate(all="ignore"):  # inf or NaN prices: not rounded, and no warning
+        y = prices * scale
+        n = np.rint(y)
+        fast = (np.abs(y) < _ROUND_FAST_LIMIT) & (np.abs(np.abs(y - n) - 0.5) > 1e-3) & (n != 0)
+        return bool(np.all(fast & (n / scale == prices)))
 
 
 def _volume_ok(volume: float, spec: SymbolSpec) -> bool:
