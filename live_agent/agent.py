@@ -216,7 +216,7 @@ class Agent:
         self._last_bar: dict[str, dict[str, Any]] = {}
         self._last_seen: dict[str, int] = {}  # epoch seconds of the last bar handled
         self._atr: dict[str, float] = {}
-        self._true_ranges: dict[str, tuple[bytes, list[float]]] = {}  # the last ATR's inputs
+        self._true_ranges: dict[str, tuple[bytes, list[float], float]] = {}  # the last ATR's
         self.last_reconcile: ReconcileReport | None = None
         self.last_reconcile_trace: StepTrace | None = None
 
@@ -620,12 +620,13 @@ class Agent:
         raw, row = rates.tobytes(), rates.itemsize
         last = self._true_ranges.get(symbol)
         if last is not None and len(last[0]) == len(raw) and last[0][row:] == raw[:-row]:
+            # the bar before the new one is the last call's last bar: its close is kept
             tr = last[1][1:]
-            tr.append(_true_range(last_bar["high"], last_bar["low"], rates.item(-2)[4]))
+            tr.append(_true_range(last_bar["high"], last_bar["low"], last[2]))
         else:
             tr = _true_ranges(rates)
-        self._true_ranges[symbol] = (raw, tr)
-        return _wilder(tr, period)
+        self._true_ranges[symbol] = (raw, tr, last_bar["close"])
+        return sum(tr) / period if len(tr) == period else _wilder(tr, period)
 
     def _utc_seconds(self, stamp: int) -> int:
         """A terminal time stamp as UTC epoch seconds (``bar_times="server"``: the broker's
