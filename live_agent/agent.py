@@ -216,7 +216,8 @@ class Agent:
         self._last_bar: dict[str, dict[str, Any]] = {}
         self._last_seen: dict[str, int] = {}  # epoch seconds of the last bar handled
         self._atr: dict[str, float] = {}
-        self._true_ranges: dict[str, tuple[bytes, list[float], float]] = {}  # the last ATR's
+        # per symbol, the last ATR's inputs: the rates' bytes, the true ranges, the last close
+        self._true_ranges: dict[str, tuple[bytes, list[float], float]] = {}
         self.last_reconcile: ReconcileReport | None = None
         self.last_reconcile_trace: StepTrace | None = None
 

@@ -231,8 +231,8 @@ class _Position:
     # contract size and profit conversion (see ``Mt5Simulator._contract``)
     direction: float = field(init=False)
     close_side: int = field(init=False)
-    contract_size: float = 0.0
-    per_close: bool = False
+    contract_size: float = field(kw_only=True)
+    per_close: bool = field(kw_only=True)
 
     def __post_init__(self) -> None:
         buy = self.type == c.POSITION_TYPE_BUY
