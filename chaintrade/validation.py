@@ -640,6 +640,21 @@ def _row_rules(values: tuple[Any, ...], calendar: SessionCalendar) -> _RowResult
     return None, t
 
 
+def _remembered_rules(bar: Mapping[str, Any], calendar: SessionCalendar) -> _RowResult:
+    """``_row_rules`` of a ``previous`` bar, taken from the last few ``bar`` mappings checked
+    with ``calendar`` when it is the same object with equal values (the live loop passes
+    each bar again as the next one's ``previous``; equal values give equal rules)."""
+    values = _BAR_VALUES(bar)
+    seen = calendar._bar_rows.get(id(bar))
+    if seen is not None and seen[0] is bar:
+        try:
+            if seen[1] == values:
+                return seen[2]
+        except (TypeError, ValueError):  # values without a plain ==, e.g. arrays
+            pass
+    return _row_rules(values, calendar)
+
+
 def bar_reason(
     bar: Mapping[str, Any],
     previous: Mapping[str, Any] | None = None,
@@ -663,28 +678,12 @@ def bar_reason(
     memo[id(bar)] = (bar, values, result)  # holds ``bar``, so its id is not reused meanwhile
     if reason is not None or previous is None or t is None:
         return reason
-    same_symbol = previous["symbol"] == values[0]  # as it was: ==, not != (NaN, arrays)
-    if not same_symbol:
+    same_series = previous["symbol"] == bar["symbol"] and str(previous["timeframe"]) == str(
+        bar["timeframe"]
+    )
+    if not same_series:
         return None
-    # the same series: str() of both timeframes equal (one str object in a live loop)
-    timeframe, prev_timeframe = values[1], previous["timeframe"]
-    if not (prev_timeframe is timeframe and type(timeframe) is str) and str(prev_timeframe) != str(
-        timeframe
-    ):
-        return None
-    # ``previous``'s row rules, remembered when it was the last bar checked with ``cal`` and
-    # has equal values now (the live loop passes each bar again as the next one's
-    # ``previous``; equal values give equal rules)
-    prev_values = _BAR_VALUES(previous)
-    seen = memo.get(id(previous))
-    prev_result = None
-    if seen is not None and seen[0] is previous:
-        try:
-            if seen[1] == prev_values:
-                prev_result = seen[2]
-        except (TypeError, ValueError):  # values without a plain ==, e.g. arrays
-            pass
-    prev_reason, prev_t = prev_result or _row_rules(prev_values, cal)
+    prev_reason, prev_t = _remembered_rules(previous, cal)
     if prev_t is None:
         return None
     if prev_t == t:

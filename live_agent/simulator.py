@@ -227,17 +227,22 @@ class _Position:
     fields: list[Any] | None = None
     margin: float = 0.0
     # what :meth:`Mt5Simulator._profit` looks up per call, fixed for the position's life: the
-    # sign of its profit, the quote it closes at (0 bid for a buy, 1 ask) and the symbol's
-    # contract size and profit conversion (see ``Mt5Simulator._contract``)
+    # sign of its profit, the symbol's contract size and profit conversion (see
+    # ``Mt5Simulator._contract``)
     direction: float = field(init=False)
-    close_side: int = field(init=False)
     contract_size: float = field(kw_only=True)
     per_close: bool = field(kw_only=True)
 
     def __post_init__(self) -> None:
-        buy = self.type == c.POSITION_TYPE_BUY
-        self.direction = 1.0 if buy else -1.0
-        self.close_side = 0 if buy else 1
+        self.direction = 1.0 if self.type == c.POSITION_TYPE_BUY else -1.0
+
+    def profit_at(self, close: float, volume: float) -> float:
+        """:meth:`Mt5Simulator._profit` of ``volume`` of this position closed at ``close``
+        (the same operations in the same order, from the terms fixed at open)."""
+        profit = self.direction * (close - self.price_open) * volume * self.contract_size
+        if self.per_close:
+            profit /= close
+        return _round(profit, 2, 100.0)
 
     def changed(self) -> None:
         """Drop the cached record fields: volume, stops, swap or time_update moved."""
@@ -648,9 +653,7 @@ class Mt5Simulator:
         if not self._connected:
             self._last_error = _NO_IPC
             return None
-        quote = self._quotes.get(symbol, _UNQUOTED)
-        if quote is _UNQUOTED:
-            quote = self._quote(symbol)
+        quote = self._quote(symbol)
         if quote is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"No quotes for {symbol}")
             return None
@@ -967,9 +970,7 @@ class Mt5Simulator:
         if spec is None:
             self._last_error = (c.RES_E_NOT_FOUND, f"Symbol {symbol} not found")
             return None
-        quote = self._quotes.get(symbol, _UNQUOTED)
-        if quote is _UNQUOTED:
-            quote = self._quote(symbol)
+        quote = self._quote(symbol)
         bid, ask, spread, _ = quote if quote is not None else (0.0, 0.0, 0, False)
         # the fixed fields, and the moving ones as last filled in: each is overwritten below
         values = self._info_fixed.get(symbol)
@@ -1134,21 +1135,12 @@ class Mt5Simulator:
         records = []
         raw_profit: float = 0
         raw_margin: float = 0
-        quotes = self._quotes
         for pos in self._positions.values():
             values = pos.fields
             if values is None:
                 values = self._position_fields(pos)
-            price_open = pos.price_open
-            quote = quotes.get(pos.symbol, _UNQUOTED)
-            if quote is _UNQUOTED:
-                quote = self._quote(pos.symbol)
-            # :meth:`_close_price` and :meth:`_profit`, inlined (the same operations in order)
-            close = price_open if quote is None else quote[pos.close_side]
-            profit = pos.direction * (close - price_open) * pos.volume * pos.contract_size
-            if pos.per_close:
-                profit /= close
-            profit = _round(profit, 2, 100.0)
+            close = self._close_price(pos)
+            profit = pos.profit_at(close, pos.volume)
             raw_profit += profit + pos.swap
             raw_margin += pos.margin
             values[_TP_PRICE_CURRENT] = close
@@ -1252,9 +1244,7 @@ class Mt5Simulator:
             return c.TRADE_RETCODE_INVALID, "Only market deals and SL/TP changes", 0.0, 0.0
         if type_ != c.ORDER_TYPE_BUY and type_ != c.ORDER_TYPE_SELL:
             return c.TRADE_RETCODE_INVALID, "Only ORDER_TYPE_BUY/SELL", 0.0, 0.0
-        quote = self._quotes.get(symbol, _UNQUOTED)
-        if quote is _UNQUOTED:
-            quote = self._quote(symbol)
+        quote = self._quote(symbol)
         if quote is None or not quote[3] or (spec.sessions and not self._in_session(spec)):
             return c.TRADE_RETCODE_MARKET_CLOSED, "Market closed", 0.0, 0.0
         bid, ask, _, _ = quote
@@ -1294,12 +1284,8 @@ class Mt5Simulator:
             return 0, "", fill, 0.0
         if (req.sl or req.tp) and not self._stops_ok(req, spec, bid, ask):
             return c.TRADE_RETCODE_INVALID_STOPS, "Invalid stops", fill, 0.0
-        # :meth:`_margin`, inlined
-        margin = volume * spec.contract_size / self._leverage
-        if spec.currency_base != self._currency:
-            margin = margin * fill
-        cached = self._account  # :meth:`account_info`'s own cache first (connected here)
-        account = cached[1] if cached[0] == self._version else self.account_info()
+        margin = self._margin(symbol, volume, fill)
+        account = self.account_info()
         assert account is not None
         if margin > account.margin_free + _EPS:
             return c.TRADE_RETCODE_NO_MONEY, "No money", fill, margin
@@ -1362,25 +1348,14 @@ class Mt5Simulator:
             )
         else:
             order, deal = self._open(req, fill)
-        # :meth:`_result` of a fill: the quote was taken in :meth:`_validate`
-        quote = self._quotes[req.symbol]
-        assert quote is not None
-        self._last_error = _OK
-        return tuple.__new__(
-            OrderSendResult,
-            (
-                c.TRADE_RETCODE_DONE,
-                deal,
-                order,
-                req.volume,
-                fill,
-                quote[0],
-                quote[1],
-                "Request executed",
-                self._request_id,
-                0,
-                req,
-            ),
+        return self._result(
+            req,
+            c.TRADE_RETCODE_DONE,
+            "Request executed",
+            deal=deal,
+            order=order,
+            volume=req.volume,
+            price=fill,
         )
 
     def _open(self, req: TradeRequest, fill: float) -> tuple[int, int]:
@@ -1455,11 +1430,7 @@ class Mt5Simulator:
             symbol,
             comment,
         )
-        # :meth:`_profit`, inlined (the same operations in order)
-        profit = pos.direction * (price - pos.price_open) * volume * pos.contract_size
-        if pos.per_close:
-            profit /= price
-        profit = _round(profit, 2, 100.0)
+        profit = pos.profit_at(price, volume)
         swap = _round(pos.swap * min(1.0, volume / pos.volume), 2, 100.0) if pos.volume else 0.0
         pos.swap -= swap
         pos.changed()
